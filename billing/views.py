@@ -1,0 +1,114 @@
+"""Read side for screens and scripts: plain rows straight from the database."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from schema.models import Account, AccountMeter, Building, Floor, Gateway, Meter, Unit
+
+
+@dataclass(frozen=True)
+class MeterStatus:
+    meter_id: int
+    meter: str
+    unit: str | None
+    building: str | None
+    floor: str | None
+    gateway: str
+    account_id: int | None
+    account: str | None
+    tenant: str | None
+    balance: Decimal | None
+    relay: str
+    power_protect: bool
+    power_kw: Decimal | None
+    energy_kwh: Decimal | None
+    last_reading_at: datetime | None
+    lost_since: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready: decimals as strings, instants as ISO 8601 UTC."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, Decimal):
+                out[key] = str(value)
+            elif isinstance(value, datetime):
+                out[key] = value.isoformat().replace("+00:00", "Z")
+            else:
+                out[key] = value
+        return out
+
+
+def meter_status(session: Session) -> list[MeterStatus]:
+    active = aliased(AccountMeter)
+    rows = session.execute(
+        select(Meter, Unit.number, Building.name, Floor.name, Gateway.name, Account)
+        .join(Gateway, Gateway.id == Meter.gateway_id)
+        .outerjoin(Unit, Unit.id == Meter.unit_id)
+        .outerjoin(Floor, Floor.id == Unit.floor_id)
+        .outerjoin(Building, Building.id == Floor.building_id)
+        .outerjoin(active, (active.meter_id == Meter.id) & active.detached_at.is_(None))
+        .outerjoin(Account, Account.id == active.account_id)
+        .order_by(Building.code, Floor.level, Unit.number, Meter.serial)
+    ).all()
+    return [
+        MeterStatus(
+            meter_id=meter.id,
+            meter=meter.serial,
+            unit=unit,
+            building=building,
+            floor=floor,
+            gateway=gateway,
+            account_id=account.id if account else None,
+            account=account.number if account else None,
+            tenant=account.tenant_name if account else None,
+            balance=account.balance.quantize(Decimal("0.01")) if account else None,
+            relay=meter.relay,
+            power_protect=meter.power_protect,
+            power_kw=meter.last_power_kw,
+            energy_kwh=meter.last_energy_kwh,
+            last_reading_at=meter.last_reading_at,
+            lost_since=meter.lost_since,
+        )
+        for meter, unit, building, floor, gateway, account in rows
+    ]
+
+
+@dataclass(frozen=True)
+class AccountChoice:
+    id: int
+    number: str
+    tenant: str
+    units: str
+    balance: Decimal
+
+
+def open_accounts(session: Session) -> list[AccountChoice]:
+    rows = session.execute(
+        select(Account, Unit.number)
+        .outerjoin(
+            AccountMeter,
+            (AccountMeter.account_id == Account.id) & AccountMeter.detached_at.is_(None),
+        )
+        .outerjoin(Meter, Meter.id == AccountMeter.meter_id)
+        .outerjoin(Unit, Unit.id == Meter.unit_id)
+        .where(Account.status == "open")
+        .order_by(Account.number)
+    ).all()
+    units: dict[int, list[str]] = {}
+    accounts: dict[int, Account] = {}
+    for account, unit in rows:
+        accounts[account.id] = account
+        units.setdefault(account.id, [])
+        if unit:
+            units[account.id].append(unit)
+    return [
+        AccountChoice(a.id, a.number, a.tenant_name, ", ".join(units[a.id]), a.balance)
+        for a in accounts.values()
+    ]

@@ -1,0 +1,1 @@
+"""Relational schema, migrations, engine setup and time-series measurement names."""

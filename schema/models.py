@@ -1,0 +1,257 @@
+"""SQLAlchemy 2 models: the site, its meters, accounts, the ledger, commands, operators, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from schema.types import Energy, Money, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    floors: Mapped[list[Floor]] = relationship(back_populates="building", order_by="Floor.level")
+
+
+class Floor(Base):
+    __tablename__ = "floors"
+    __table_args__ = (UniqueConstraint("building_id", "level"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id"))
+    level: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    building: Mapped[Building] = relationship(back_populates="floors")
+    units: Mapped[list[Unit]] = relationship(back_populates="floor", order_by="Unit.number")
+
+
+class Unit(Base):
+    """A shop or office with its unit number (户号)."""
+
+    __tablename__ = "units"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    floor_id: Mapped[int] = mapped_column(ForeignKey("floors.id"))
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    area_m2: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    floor: Mapped[Floor] = relationship(back_populates="units")
+
+
+class Gateway(Base):
+    """A communication gateway (通讯管理机) that puts one RS-485 bus on the network."""
+
+    __tablename__ = "gateways"
+    __table_args__ = (
+        CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
+        CheckConstraint("transport IN ('tcp', 'rtu-over-tcp', 'serial')", name="transport_kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=502)
+    transport: Mapped[str] = mapped_column(String(16), default="tcp")
+    timeout_s: Mapped[Decimal] = mapped_column(Energy(), default=Decimal("1"))
+    retries: Mapped[int] = mapped_column(Integer, default=1)
+    interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lost_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    meters: Mapped[list[Meter]] = relationship(
+        back_populates="gateway", order_by="Meter.bus_address"
+    )
+
+
+class Meter(Base):
+    __tablename__ = "meters"
+    __table_args__ = (
+        UniqueConstraint("gateway_id", "bus_address", name="one_meter_per_bus_address"),
+        CheckConstraint("bus_address BETWEEN 1 AND 247", name="bus_address_range"),
+        CheckConstraint("relay IN ('closed', 'open', 'unknown')", name="relay_state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    bus_address: Mapped[int] = mapped_column(Integer)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
+    ct_ratio: Mapped[int] = mapped_column(Integer, default=1)
+    # 一表一价: a price on the meter overrides the site default.
+    price_per_kwh: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    power_protect: Mapped[bool] = mapped_column(Boolean, default=False)
+    relay: Mapped[str] = mapped_column(String(8), default="unknown")
+    last_reading_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    last_power_kw: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    lost_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Billing position: the last reading billed, and the running charge since `charge_base_*`,
+    # so each charge is "cost to date minus cost already charged" and rounding never drifts.
+    billed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    billed_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    charge_base_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    charge_base_price_per_kwh: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    charged_since_base: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    gateway: Mapped[Gateway] = relationship(back_populates="meters")
+    unit: Mapped[Unit | None] = relationship()
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("status IN ('open', 'closed')", name="status_kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant_name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    # Cached Σ ledger entries, updated in the same transaction as every entry.
+    balance: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AccountMeter(Base):
+    """A meter attached to an account for a period; one open attachment per meter."""
+
+    __tablename__ = "account_meters"
+    __table_args__ = (
+        Index(
+            "uq_account_meters_active_meter",
+            "meter_id",
+            unique=True,
+            sqlite_where=text("detached_at IS NULL"),
+            postgresql_where=text("detached_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
+    attached_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    account: Mapped[Account] = relationship()
+    meter: Mapped[Meter] = relationship()
+
+
+class LedgerEntry(Base):
+    """One append-only money movement on an account; `balance_after` is the running sum."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('charge', 'sale', 'refund', 'reversal', 'transfer')", name="entry_kind"
+        ),
+        Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    balance_after: Mapped[Decimal] = mapped_column(Money())
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    meter_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), nullable=True)
+    energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    price_per_kwh: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    reference_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"), nullable=True)
+    payment_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    receipt_no: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    # effective_at: when it happened (a reading's time); recorded_at: when we wrote it.
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('trip', 'close', 'protect_on', 'protect_off', 'price', 'settings')",
+            name="command_kind",
+        ),
+        CheckConstraint(
+            "state IN ('queued', 'sent', 'confirmed', 'failed', 'expired')", name="command_state"
+        ),
+        Index("ix_commands_state_id", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(12), default="queued")
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    result: Mapped[str] = mapped_column(Text, default="")
+    meter: Mapped[Meter] = relationship()
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32), default="viewer")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class Reading(Base):
+    """The embedded time-series store: one row per meter per reading time."""
+
+    __tablename__ = "ts_readings"
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    power_kw: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    voltage_v: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    current_a: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    relay_closed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

@@ -1,0 +1,96 @@
+"""Shared fixtures: real databases (SQLite, PostgreSQL) and a real influxd, one fresh per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from collector.tsdb_influx import InfluxReadingStore
+from schema.db import get_engine, migrate, normalise_url
+from tests.influx import running_influxd
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _dispose(url: str) -> None:
+    """Close the pooled connections to `url` and forget every cached engine."""
+    get_engine(url).dispose()
+    get_engine.cache_clear()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated SQLite database in a fresh temporary file."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'voltpay.db'}"
+    migrate(url)
+    yield url
+    _dispose(url)
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Engine]:
+    """An engine on the PostgreSQL server's maintenance database, for CREATE/DROP DATABASE."""
+    url = normalise_url(os.environ.get("VOLTPAY_TEST_PG_ADMIN_URL", PG_ADMIN_URL))
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        pytest.fail(
+            f"PostgreSQL is not reachable at {make_url(url).render_as_string()}: "
+            f"{str(exc.orig).strip()}\nStart it (e.g. `service postgresql start` or "
+            "`pg_ctlcluster 15 main start`), or point VOLTPAY_TEST_PG_ADMIN_URL at a server "
+            "where this user may create databases.",
+            pytrace=False,
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_admin: Engine) -> Iterator[str]:
+    """A migrated PostgreSQL database, created for this test and dropped after it."""
+    name = f"voltpay_test_{uuid.uuid4().hex[:12]}"
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        _dispose(url)
+        with pg_admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same test on SQLite and on PostgreSQL: the URL of a fresh migrated database."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def influx_url() -> Iterator[str]:
+    """Base URL (no database) of a real influxd without auth, started once per session."""
+    with running_influxd() as url:
+        yield url
+
+
+@pytest.fixture
+def influx_store(influx_url: str) -> Iterator[InfluxReadingStore]:
+    """An InfluxReadingStore on a fresh database, dropped after the test."""
+    database = f"voltpay_test_{uuid.uuid4().hex[:12]}"
+    store = InfluxReadingStore(f"{influx_url}/{database}")
+    store.create_database()
+    yield store
+    store.close()
+    httpx.post(f"{influx_url}/query", data={"q": f'DROP DATABASE "{database}"'}).raise_for_status()

@@ -1,0 +1,1 @@
+"""Voltpay: remote prepaid electricity management."""

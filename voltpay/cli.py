@@ -1,0 +1,192 @@
+"""`voltpay` command line: run the whole system, or one part of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from schema.db import migrate, unit_of_work
+from voltpay.settings import Settings, get_settings
+
+log = logging.getLogger("voltpay")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def setup(settings: Settings, *, seed: bool) -> str | None:
+    """Migrate, create the administrator, seed the demo site when empty.
+
+    Returns the administrator password when this run generated it (first run only).
+    """
+    from billing.operators import ADMIN_USERNAME, ensure_admin
+    from schema.models import Operator
+    from voltpay.demo import seed_demo_site, site_is_empty
+
+    migrate(settings.database_url)
+    with unit_of_work(settings.database_url) as session:
+        generated = ensure_admin(session, password=settings.admin_password, now=_now())
+        if seed and site_is_empty(session):
+            admin = session.scalars(
+                select(Operator).where(Operator.username == ADMIN_USERNAME)
+            ).one()
+            count = seed_demo_site(session, admin=admin, now=_now(),
+                                   max_sale=settings.max_sale_amount)
+            log.info("seeded the demo site: %d meters", count)
+    return generated
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    generated = setup(settings, seed=args.seed)
+    print(f"database ready: {settings.database_url}")
+    if generated:
+        print(f"administrator: admin / {generated}  (shown once; keep it)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from billing.views import meter_status
+
+    with unit_of_work(settings.database_url) as session:
+        rows = meter_status(session)
+    if args.json:
+        print(json.dumps([row.as_json() for row in rows], ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'meter':8} {'unit':6} {'account':8} {'balance':>10} {'relay':7} last reading (UTC)")
+    for row in rows:
+        print(
+            f"{row.meter:8} {row.unit or '-':6} {row.account or '-':8} "
+            f"{row.balance if row.balance is not None else '-':>10} {row.relay:7} "
+            f"{row.last_reading_at.isoformat() if row.last_reading_at else '-'}"
+        )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve every gateway in the database that lives on this machine, as simulated meters."""
+    from collector.simulator import GatewaySimulator, SimulatedMeter, serve_forever
+    from schema.models import Gateway
+
+    simulators = []
+    with unit_of_work(settings.database_url) as session:
+        for gw in session.scalars(select(Gateway).order_by(Gateway.id)):
+            if gw.host not in ("127.0.0.1", "localhost") or not gw.meters:
+                continue
+            meters = [
+                SimulatedMeter.create(
+                    meter.bus_address,
+                    seed=meter.id,
+                    initial_kwh=meter.last_energy_kwh,
+                    relay_closed=meter.relay != "open",
+                )
+                for meter in gw.meters
+            ]
+            simulators.append(
+                GatewaySimulator(meters, host=gw.host, port=gw.port, speed=args.speed,
+                                 tz=settings.tz)
+            )
+    if not simulators:
+        print("no gateway on 127.0.0.1 to simulate: run `voltpay migrate --seed` first",
+              file=sys.stderr)
+        return 1
+
+    def started(sims: object) -> None:
+        for sim in simulators:
+            log.info("simulating %d meters on %s:%d (speed ×%g)", len(sim.meters), sim.host,
+                     sim.port, args.speed)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(simulators, on_started=started))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from collector.service import Collector
+    from collector.tsdb import open_store
+
+    store = open_store(settings.timeseries_url, settings.database_url)
+    collector = Collector(
+        settings.database_url,
+        store,
+        interval_s=args.interval or settings.collect_interval_s,
+        default_price_per_kwh=settings.default_price_per_kwh,
+        command_ttl=timedelta(seconds=settings.command_ttl_s),
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(collector.run())
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from voltpay.supervisor import run_all
+
+    generated = setup(settings, seed=True)
+    return run_all(settings, generated_password=generated, speed=args.speed,
+                   interval_s=args.interval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voltpay", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="migrate, seed, then run simulator, collector and dashboard")
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="simulated seconds per real second (default 60)")
+    p.add_argument("--interval", type=float, default=10.0,
+                   help="collection interval in seconds (default 10 for the demo)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.add_argument("--seed", action="store_true", help="also seed the demo site when empty")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("simulate", help="serve simulated meters for the gateways on 127.0.0.1")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated seconds per real second (default 1)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("collect", help="read every meter, store readings, bill, run commands")
+    p.add_argument("--interval", type=float, default=None,
+                   help="collection interval in seconds (default COLLECT_INTERVAL_S)")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("status", help="one line (or JSON object) per meter")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # `voltpay run` stops its children with SIGTERM: treat it like Ctrl-C so they shut down cleanly.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    args = build_parser().parse_args(argv)
+    _logging(args.verbose)
+    settings = get_settings()
+    return int(args.func(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,98 @@
+"""The demo site `make run` seeds on first start: 2 buildings × 3 floors × 8 shops on 3 gateways."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from billing import accounts, sales
+from schema.models import Building, Floor, Gateway, Meter, Operator, Unit
+
+BUILDINGS = (("A", "Building A", "A栋"), ("B", "Building B", "B栋"))
+FLOORS = 3
+SHOPS_PER_FLOOR = 8
+GATEWAYS = 3
+PROFILE = "acrel_dtsy1352"
+TENANTS = (
+    "Lucky Noodle House 福满面馆", "Green Leaf Tea 绿叶茶庄", "Star Phone Repair 星星手机维修",
+    "Golden Bakery 金麦面包", "Happy Kids Toys 童乐玩具", "Jade Pharmacy 玉康药房",
+    "Sunrise Optics 日出眼镜", "Peach Blossom Florist 桃花花店", "Silver Thread Tailor 银线裁缝",
+    "Metro Coffee 地铁咖啡", "Red Lantern Hotpot 红灯笼火锅", "Bamboo Bookstore 竹林书店",
+)
+
+
+def site_is_empty(session: Session) -> bool:
+    return not session.scalar(select(func.count()).select_from(Meter))
+
+
+def seed_demo_site(
+    session: Session,
+    *,
+    admin: Operator,
+    now: datetime,
+    gateway_host: str = "127.0.0.1",
+    first_port: int = 15021,
+    max_sale: Decimal = Decimal("50000"),
+) -> int:
+    """Create buildings, floors, shops, gateways, one meter per shop and accounts for most shops.
+
+    A few accounts start with little credit so the demo shows a trip within minutes, and a few
+    shops have no account (not opened). Returns the number of meters created.
+    """
+    rng = random.Random(20261125)
+    gateways = [
+        Gateway(name=f"GW-{i + 1:02d}", host=gateway_host, port=first_port + i, transport="tcp")
+        for i in range(GATEWAYS)
+    ]
+    session.add_all(gateways)
+    shop = 0
+    meters: list[Meter] = []
+    for code, name, name_zh in BUILDINGS:
+        building = Building(code=code, name=f"{name} {name_zh}")
+        session.add(building)
+        for level in range(1, FLOORS + 1):
+            floor = Floor(building=building, level=level, name=f"{code}{level}F")
+            session.add(floor)
+            for n in range(1, SHOPS_PER_FLOOR + 1):
+                number = f"{code}{level}{n:02d}"
+                unit = Unit(floor=floor, number=number, name=f"Shop {number}")
+                gateway = gateways[shop % GATEWAYS]
+                meter = Meter(
+                    serial=f"M{shop + 1:05d}",
+                    profile=PROFILE,
+                    gateway=gateway,
+                    bus_address=shop // GATEWAYS + 1,
+                    unit=unit,
+                )
+                session.add_all([unit, meter])
+                meters.append(meter)
+                shop += 1
+    session.flush()
+    for i, meter in enumerate(meters):
+        if i % 9 == 8:
+            continue  # not opened
+        account = accounts.open_account(
+            session,
+            number=f"{10001 + i}",
+            tenant_name=TENANTS[i % len(TENANTS)],
+            phone=f"1380000{i:04d}",
+            meter_ids=[meter.id],
+            operator=admin,
+            now=now,
+        )
+        credit = Decimal(rng.choice((15, 30, 60, 200, 500, 800, 1500)))
+        sales.sell(
+            session,
+            account_id=account.id,
+            amount=credit,
+            payment_method=rng.choice(("cash", "card", "transfer")),
+            idempotency_key=f"demo-opening-{account.number}",
+            operator=admin,
+            now=now,
+            max_amount=max_sale,
+        )
+    return len(meters)

@@ -1,0 +1,57 @@
+"""Typed settings from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = ROOT / "var"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(default=f"sqlite:///{VAR_DIR / 'voltpay.db'}")
+    # Empty selects the embedded SQL store (readings in DATABASE_URL); an http(s) URL selects
+    # InfluxDB through its v1-compatible API, e.g. http://user:pass@127.0.0.1:8086/voltpay.
+    timeseries_url: str = ""
+    site_tz: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    site_name: str = "Voltpay demo mall"
+    default_price_per_kwh: Decimal = Decimal("1.2000")
+    max_sale_amount: Decimal = Decimal("50000.00")
+    collect_interval_s: float = 1800.0
+    command_ttl_s: float = 600.0
+    modbus_timeout_s: float = 1.0
+    modbus_retries: int = 1
+    simulator_speed: float = 1.0
+    admin_password: str = Field(default="", alias="VOLTPAY_ADMIN_PASSWORD")
+    dashboard_port: int = 8501
+
+    @field_validator("site_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone name
+        return value
+
+    @field_validator("collect_interval_s")
+    @classmethod
+    def _positive_interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site_tz)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
