@@ -29,16 +29,22 @@ class ReadingStore(Protocol):
     """Where readings go. The embedded SQL store and InfluxDB implement the same contract."""
 
     def write(self, readings: Sequence[MeterReading]) -> None:
-        """Store readings; writing the same (meter, at) again changes nothing."""
+        """Store readings; writing the same (meter, at) again changes nothing.
+
+        Only a rewrite with different values for a stored (meter, at) depends on the store: the
+        SQL store keeps the first values, InfluxDB the last."""
 
     def readings(self, meter_id: int, start: datetime, end: datetime) -> list[MeterReading]:
-        """Readings of one meter with start <= at < end, oldest first."""
+        """Readings of one meter with start <= at < end, oldest first.
+
+        `tags` come back only from a store that keeps them (InfluxDB); the SQL store has none."""
 
     def daily_energy(
         self, meter_ids: Sequence[int], start_on: date, end_on: date, tz: ZoneInfo
     ) -> dict[tuple[int, date], Decimal]:
         """Energy used per meter per site-local day for start_on <= day <= end_on: the last
-        reading of the day minus the last reading before the day (or the day's first reading)."""
+        reading of the day minus the last reading before the day (or the day's first reading).
+        A day without readings has no entry."""
 
     def close(self) -> None:
         """Release connections."""

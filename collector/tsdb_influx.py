@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -60,9 +60,9 @@ def encode_point(
     Tags are sorted by key (InfluxDB's advice); a tag with an empty value is left out, since line
     protocol cannot carry one and InfluxQL reads a missing tag as empty anyway. Fields keep their
     order. Integers get the `i` suffix; floats and Decimals are written as float literals, Decimals
-    digit for digit; strings are double-quoted. Text line protocol cannot represent (a line break
-    in a name or tag, a non-finite number, an empty name) raises ValueError instead of writing a
-    different point.
+    digit for digit; strings are double-quoted. What line protocol cannot carry (an empty name, a
+    line break in a name or tag, a backslash before an escaped character or at the end of a name
+    or tag, NaN or infinity) raises ValueError rather than being stored as something else.
     """
     if not fields:
         raise ValueError(f"a point needs at least one field: {measurement!r} has none")
@@ -140,8 +140,9 @@ class InfluxReadingStore:
     password go as basic auth (InfluxDB 1.x), a token as `Authorization: Token ...` (2.x, 3.x).
 
     One reading is one point of `READINGS`, tagged with its meter and the reading's tags, at the
-    reading's time: writing the same reading again overwrites the point with itself. Readings come
-    back with the tags they were written with.
+    reading's time: writing the same reading again overwrites the point with itself (different
+    values for the same meter and time overwrite the earlier ones). Readings come back with the
+    tags they were written with.
     """
 
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
@@ -160,7 +161,9 @@ class InfluxReadingStore:
         # The URL for messages: never the password or the token.
         user = f"{parts.username}@" if parts.username else ""
         self.safe_url = f"{parts.scheme}://{user}{host}/{parts.path.strip('/')}"
-        token = parse_qs(parts.query).get("token", [""])[0]
+        # unquote, not parse_qs: a "+" in a token is a plus, not a space.
+        query = dict(pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
+        token = unquote(query.get("token", ""))
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = (
             httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
@@ -288,12 +291,18 @@ class InfluxReadingStore:
                 f"InfluxDB at {self.safe_url} sent an answer to a query that is not InfluxDB's "
                 f"JSON: {response.text[:200]!r}"
             ) from exc
-        for result in results:
-            if "error" in result:
-                raise TimeseriesError(
-                    f"InfluxDB at {self.safe_url} refused a query: {result['error']} "
-                    f"(query: {query[:300]})"
-                )
+        errors = [str(result["error"]) for result in results if "error" in result]
+        reasons = [error for error in errors if error != "not executed"]
+        if errors and not reasons and len(statements) > 1:
+            # InfluxDB 1.x answers "not executed" for a whole request it refuses up front (an
+            # unknown database, say): run the statements one by one to learn the reason.
+            for statement in statements:
+                self._query([statement])
+        if errors:
+            reasons = reasons or errors
+            raise TimeseriesError(
+                f"InfluxDB at {self.safe_url} refused a query: {reasons[0]} (query: {query[:300]})"
+            )
         if len(results) != len(statements):
             raise TimeseriesError(
                 f"InfluxDB at {self.safe_url} answered {len(results)} of "

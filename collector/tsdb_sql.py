@@ -175,6 +175,6 @@ def _day_spans(
         .join(last, (last.meter_id == per_day.c.meter_id) & (last.at == per_day.c.last_at))
     )
     spans: dict[int, dict[date, tuple[Decimal, Decimal]]] = {meter_id: {} for meter_id in meter_ids}
-    for meter_id, index, first_kwh, last_kwh in conn.execute(query).tuples():
+    for meter_id, index, first_kwh, last_kwh in conn.execute(query):
         spans[meter_id][date.fromordinal(start_on.toordinal() + index)] = (first_kwh, last_kwh)
     return spans

@@ -36,7 +36,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
+  auth-enabled = {auth_enabled}
   log-enabled = false
 
 [logging]
@@ -49,8 +49,12 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 @contextmanager
-def running_influxd() -> Iterator[str]:
-    """Start influxd with no auth on free local ports; yield its base URL; stop it."""
+def running_influxd(auth_enabled: bool = False) -> Iterator[str]:
+    """Start influxd on free local ports, without auth unless asked; yield its base URL; stop it.
+
+    With auth enabled the server has no users yet: its first `CREATE USER ... WITH ALL
+    PRIVILEGES` needs no credentials.
+    """
     influxd = shutil.which("influxd") or INFLUXD
     if not Path(influxd).exists():
         raise RuntimeError(
@@ -61,7 +65,14 @@ def running_influxd() -> Iterator[str]:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voltpay-influxd-")))
         rpc_port, http_port = _free_ports(2)
         config = root / "influxd.conf"
-        config.write_text(CONFIG.format(root=root, rpc_port=rpc_port, http_port=http_port))
+        config.write_text(
+            CONFIG.format(
+                root=root,
+                rpc_port=rpc_port,
+                http_port=http_port,
+                auth_enabled=str(auth_enabled).lower(),
+            )
+        )
         stderr_path = root / "influxd.stderr"
         stderr = stack.enter_context(stderr_path.open("wb"))
         process = subprocess.Popen(

@@ -49,6 +49,7 @@ def setup(settings: Settings, *, seed: bool) -> str | None:
                 select(Operator).where(Operator.username == ADMIN_USERNAME)
             ).one()
             count = seed_demo_site(session, admin=admin, now=_now(),
+                                   first_port=settings.demo_first_port,
                                    max_sale=settings.max_sale_amount)
             log.info("seeded the demo site: %d meters", count)
     return generated
@@ -184,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _logging(args.verbose)
     settings = get_settings()
-    return int(args.func(args, settings))
+    try:
+        return int(args.func(args, settings))
+    except BrokenPipeError:  # `voltpay status | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

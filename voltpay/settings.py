@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     simulator_speed: float = 1.0
     admin_password: str = Field(default="", alias="VOLTPAY_ADMIN_PASSWORD")
     dashboard_port: int = 8501
+    # The demo site's gateways listen on 127.0.0.1 from this port on (one port per gateway).
+    demo_first_port: int = 15021
 
     @field_validator("site_tz")
     @classmethod

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from collector.tsdb_influx import datetime_to_ns, encode_point, ns_to_datetime
+from collector.tsdb_influx import FieldValue, datetime_to_ns, encode_point, ns_to_datetime
 
 
 def test_plain_point() -> None:
@@ -39,7 +39,7 @@ def test_string_fields_escape_quotes_and_backslashes_only() -> None:
 
 
 def test_field_types() -> None:
-    fields = {
+    fields: dict[str, FieldValue] = {
         "int": -42,
         "float": 0.1,
         "whole_float": 3.0,

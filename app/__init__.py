@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: `streamlit run app/main.py`."""

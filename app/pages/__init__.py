@@ -1,0 +1,1 @@
+"""Dashboard pages: each file is an `st.Page` script and a module exposing `render()`."""

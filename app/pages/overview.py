@@ -1,0 +1,116 @@
+"""Meters overview: balances, relay states and power, refreshed by itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+
+from app import auth
+from app.i18n import t
+from billing.money import format_money
+from billing.operators import can
+from billing.views import MeterStatus, meter_status
+from schema.db import unit_of_work
+from voltpay.settings import get_settings
+
+REFRESH_S = 5
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def render() -> None:
+    st.title(t("overview.title"))
+    st.caption(get_settings().site_name)
+    meters_panel()
+
+
+@st.fragment(run_every=REFRESH_S)
+def meters_panel() -> None:
+    settings = get_settings()
+    with unit_of_work(settings.database_url) as session:
+        allowed = can(auth.current_operator(session), "view")
+        rows = meter_status(session) if allowed else []
+    if not allowed:
+        st.error(t("denied.view"))
+        return
+    if not rows:
+        st.info(t("overview.empty"))
+        return
+    _summary(rows, settings.currency)
+    _table(rows, settings.currency, settings.tz)
+    st.caption(
+        t("overview.updated", time=auth.utcnow().astimezone(settings.tz).strftime(TIME_FORMAT),
+          seconds=REFRESH_S)
+    )
+
+
+def _summary(rows: Sequence[MeterStatus], currency: str) -> None:
+    # An account with several meters appears once per meter: count its balance once.
+    balances = {
+        row.account_id: row.balance
+        for row in rows
+        if row.account_id is not None and row.balance is not None
+    }
+    meters, arrears, tripped, total = st.columns(4)
+    meters.metric(t("metric.meters"), len(rows), border=True)
+    arrears.metric(
+        t("metric.arrears"), sum(1 for balance in balances.values() if balance <= 0), border=True
+    )
+    tripped.metric(t("metric.tripped"), sum(1 for row in rows if row.relay == "open"), border=True)
+    total.metric(
+        t("metric.total_balance"),
+        f"{format_money(sum(balances.values(), Decimal(0)))} {currency}",
+        border=True,
+    )
+
+
+def relay_label(relay: str) -> str:
+    return t(f"relay.{relay}") if relay in ("closed", "open") else t("relay.unknown")
+
+
+def _local_time(at: datetime | None, tz: ZoneInfo) -> str | None:
+    return at.astimezone(tz).strftime(TIME_FORMAT) if at else None
+
+
+def _table(rows: Sequence[MeterStatus], currency: str, tz: ZoneInfo) -> None:
+    data: list[dict[str, Any]] = [
+        {
+            "unit": row.unit,
+            "building": row.building,
+            "floor": row.floor,
+            "meter": row.meter,
+            "account": row.account,
+            "tenant": row.tenant,
+            "balance": row.balance,
+            "relay": relay_label(row.relay),
+            "power_kw": row.power_kw,
+            "last_reading": _local_time(row.last_reading_at, tz),
+        }
+        for row in rows
+    ]
+    column = st.column_config
+    st.dataframe(
+        data,
+        key="meters_table",
+        hide_index=True,
+        column_config={
+            "unit": column.TextColumn(t("col.unit")),
+            "building": column.TextColumn(t("col.building")),
+            "floor": column.TextColumn(t("col.floor")),
+            "meter": column.TextColumn(t("col.meter")),
+            "account": column.TextColumn(t("col.account")),
+            "tenant": column.TextColumn(t("col.tenant")),
+            "balance": column.NumberColumn(t("col.balance"), format=f"%,.2f {currency}"),
+            "relay": column.TextColumn(t("col.relay")),
+            "power_kw": column.NumberColumn(t("col.power"), format="%.3f"),
+            "last_reading": column.TextColumn(t("col.last_reading", tz=tz.key)),
+        },
+    )
+
+
+if __name__ == "__main__":
+    render()
