@@ -1,4 +1,9 @@
-"""Entry script and router: `streamlit run app/main.py`. The pages offered follow the role."""
+"""Entry script and router: `streamlit run app/main.py`. The pages offered follow the role.
+
+Streamlit sees the `pages/` folder next to this script and may run a run in its legacy multipage
+mode, where a page whose URL path equals its file name runs without this router. Every page here
+therefore has a URL path that differs from its file name, so all runs pass through the router.
+"""
 
 from __future__ import annotations
 
@@ -24,16 +29,19 @@ def main() -> None:
         operator = auth.current_operator(session)
     if operator is None or not operator.is_active:
         auth.log_out()
-        pages = [st.Page("pages/login.py", title=t("nav.login"), icon=":material/login:")]
+        pages = [st.Page("pages/login.py", title=t("nav.login"), icon=":material/login:",
+                         url_path="sign-in")]
     else:
         pages = []
         if can(operator, "view"):
             pages.append(
-                st.Page("pages/overview.py", title=t("nav.overview"), icon=":material/bolt:")
+                st.Page("pages/overview.py", title=t("nav.overview"), icon=":material/bolt:",
+                        url_path="meters")
             )
         if can(operator, "sell"):
             pages.append(
-                st.Page("pages/sale.py", title=t("nav.sale"), icon=":material/point_of_sale:")
+                st.Page("pages/sale.py", title=t("nav.sale"), icon=":material/point_of_sale:",
+                        url_path="sell")
             )
         if not pages:
             pages.append(st.Page(no_access, title=t("nav.no_access"), url_path="no-access"))

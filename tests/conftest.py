@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from collector.tsdb_influx import InfluxReadingStore
 from schema.db import get_engine, migrate, normalise_url
 from tests.influx import running_influxd
+from tests.pg import NoPostgres, throwaway_cluster
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -34,25 +36,42 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _dispose(url)
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[Engine]:
-    """An engine on the PostgreSQL server's maintenance database, for CREATE/DROP DATABASE."""
-    url = normalise_url(os.environ.get("VOLTPAY_TEST_PG_ADMIN_URL", PG_ADMIN_URL))
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+def _reachable(url: str) -> str | None:
+    """None when PostgreSQL answers at url, else why not."""
+    engine = create_engine(url)
     try:
         with engine.connect():
-            pass
+            return None
     except OperationalError as exc:
+        return str(exc.orig).strip()
+    finally:
         engine.dispose()
-        pytest.fail(
-            f"PostgreSQL is not reachable at {make_url(url).render_as_string()}: "
-            f"{str(exc.orig).strip()}\nStart it (e.g. `service postgresql start` or "
-            "`pg_ctlcluster 15 main start`), or point VOLTPAY_TEST_PG_ADMIN_URL at a server "
-            "where this user may create databases.",
-            pytrace=False,
-        )
-    yield engine
-    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Engine]:
+    """An engine on the PostgreSQL server's maintenance database, for CREATE/DROP DATABASE.
+
+    The server at 127.0.0.1:5432 (or VOLTPAY_TEST_PG_ADMIN_URL) when it answers; otherwise a
+    throwaway cluster started from the installed binaries for this test session.
+    """
+    url = normalise_url(os.environ.get("VOLTPAY_TEST_PG_ADMIN_URL", PG_ADMIN_URL))
+    with contextlib.ExitStack() as stack:
+        problem = _reachable(url)
+        if problem is not None:
+            try:
+                url = stack.enter_context(throwaway_cluster())
+            except NoPostgres as exc:
+                pytest.fail(
+                    f"PostgreSQL is not reachable at {make_url(url).render_as_string()} "
+                    f"({problem}) and no throwaway cluster could be started: {exc}. Start it "
+                    "(e.g. `pg_ctlcluster 15 main start`), or point VOLTPAY_TEST_PG_ADMIN_URL "
+                    "at a server where this user may create databases.",
+                    pytrace=False,
+                )
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ def render() -> None:
     with st.form("login"):
         username = st.text_input(t("login.username"), key="login_username")
         password = st.text_input(t("login.password"), type="password", key="login_password")
-        submitted = st.form_submit_button(t("login.submit"), type="primary")
+        submitted = st.form_submit_button(t("login.submit"), type="primary", key="login_submit")
     if not submitted:
         return
     # authenticate records a failed attempt: the unit of work commits either way.

@@ -62,8 +62,8 @@ def _summary(rows: Sequence[MeterStatus], currency: str) -> None:
     )
     tripped.metric(t("metric.tripped"), sum(1 for row in rows if row.relay == "open"), border=True)
     total.metric(
-        t("metric.total_balance"),
-        f"{format_money(sum(balances.values(), Decimal(0)))} {currency}",
+        t("metric.total_balance", currency=currency),
+        format_money(sum(balances.values(), Decimal(0))),
         border=True,
     )
 

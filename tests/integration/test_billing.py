@@ -49,7 +49,8 @@ def setup_shop(url: str, credit: str = "10.00") -> tuple[int, int]:
 
 def charge(url: str, *readings: R, price: Decimal = Decimal("1.0000")) -> list[Command]:
     with unit_of_work(url) as s:
-        return charge_readings(s, readings, default_price_per_kwh=price, now=readings[-1].at).commands
+        result = charge_readings(s, readings, default_price_per_kwh=price, now=readings[-1].at)
+        return result.commands
 
 
 def balance(url: str, account_id: int) -> Decimal:

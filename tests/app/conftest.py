@@ -1,0 +1,54 @@
+"""A seeded demo site in a temporary SQLite database, with the dashboard pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from billing.operators import create_operator
+from schema.db import get_engine, migrate, unit_of_work
+from tests.app.support import PASSWORD, Site
+from voltpay.demo import seed_demo_site
+from voltpay.settings import get_settings
+
+OPERATORS = (("admin", "administrator"), ("cashier", "cashier"), ("viewer", "viewer"))
+
+
+@pytest.fixture
+def make_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Site]]:
+    """Build the site (the demo mall unless `seed=False`) and point the app at it."""
+    urls: list[str] = []
+
+    def build(*, seed: bool = True) -> Site:
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        migrate(url)
+        now = datetime.now(UTC)
+        with unit_of_work(url) as session:
+            operators = {
+                username: create_operator(
+                    session, username=username, password=PASSWORD, role=role, now=now
+                )
+                for username, role in OPERATORS
+            }
+            if seed:
+                seed_demo_site(session, admin=operators["admin"], now=now)
+            ids = {username: operator.id for username, operator in operators.items()}
+        monkeypatch.setenv("DATABASE_URL", url)
+        get_settings.cache_clear()
+        urls.append(url)
+        return Site(url, ids)
+
+    yield build
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    for url in urls:
+        get_engine(url).dispose()
+    get_engine.cache_clear()
+
+
+@pytest.fixture
+def site(make_site: Callable[..., Site]) -> Site:
+    return make_site()
