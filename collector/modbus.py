@@ -17,6 +17,10 @@ class ModbusError(Exception):
     """A read or write that did not succeed: no answer, a broken link, or an exception response."""
 
 
+class GatewayUnreachable(ModbusError):
+    """The gateway itself cannot be reached: no meter behind it can answer either."""
+
+
 class GatewayClient:
     """One client per gateway: Modbus RTU on the bus behind it is one request at a time."""
 
@@ -44,7 +48,9 @@ class GatewayClient:
 
     async def _connected(self) -> None:
         if not self._client.connected and not await self._client.connect():
-            raise ModbusError(f"gateway {self.name} refused or did not answer the connection")
+            raise GatewayUnreachable(
+                f"gateway {self.name} refused or did not answer the connection"
+            )
 
     async def read(self, device_id: int, function: int, address: int, count: int) -> list[int]:
         async with self._lock:

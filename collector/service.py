@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from billing.charging import charge_readings
-from collector.modbus import GatewayClient, ModbusError
+from collector.modbus import GatewayClient, GatewayUnreachable, ModbusError
 from collector.profiles import DeviceProfile, load_profile
 from collector.readings import MeterReading, ReadingStore
 from schema import measurements as m
@@ -137,6 +137,7 @@ class Collector:
         self._in_flight: set[int] = set()
         self._not_before: dict[int, float] = {}
         self._failures: dict[int, tuple[int, datetime]] = {}
+        self._unreachable: set[int] = set()
 
     async def run(self) -> None:
         """Collect until cancelled."""
@@ -190,25 +191,43 @@ class Collector:
     async def _read_cycle(self, client: GatewayClient, target: GatewayTarget) -> None:
         at = self.clock()
         batch = Batch()
+        queue = self._commands[target.gateway_id]
+        unreachable: GatewayUnreachable | None = None
         for meter in target.meters:
-            queue = self._commands[target.gateway_id]
             while not queue.empty():  # commands run ahead of the next read on their bus
                 await self._execute(client, queue.get_nowait())
-            try:
-                reading = await self._read_meter(client, meter, at)
-            except ModbusError as exc:
-                count, since = self._failures.get(meter.meter_id, (0, at))
-                self._failures[meter.meter_id] = (count + 1, since)
-                if count == 0:
-                    log.warning("meter %s: %s", meter.serial, exc)
-                if count + 1 >= self.lost_after:
-                    batch.lost[meter.meter_id] = since
-                continue
-            if self._failures.pop(meter.meter_id, None):
-                log.info("meter %s answers again", meter.serial)
-            batch.readings.append(reading)
+            if unreachable is None:
+                try:
+                    batch.readings.append(await self._read_meter(client, meter, at))
+                except GatewayUnreachable as exc:
+                    unreachable = exc  # every other meter behind it fails this cycle too
+                except ModbusError as exc:
+                    self._failed(meter, at, batch, exc)
+                    continue
+                else:
+                    if self._failures.pop(meter.meter_id, None):
+                        log.info("meter %s answers again", meter.serial)
+                    continue
+            self._failed(meter, at, batch, None)
+        if unreachable is not None and target.gateway_id not in self._unreachable:
+            log.warning("%s", unreachable)
+            self._unreachable.add(target.gateway_id)
+        elif unreachable is None and target.gateway_id in self._unreachable:
+            log.info("gateway %s answers again", target.name)
+            self._unreachable.discard(target.gateway_id)
         self.cycles += 1
         await self._sink.put(batch)
+
+    def _failed(
+        self, meter: MeterTarget, at: datetime, batch: Batch, error: ModbusError | None
+    ) -> None:
+        """Count a failed read; log it once while it lasts; mark the meter lost after N."""
+        count, since = self._failures.get(meter.meter_id, (0, at))
+        self._failures[meter.meter_id] = (count + 1, since)
+        if count == 0 and error is not None:
+            log.warning("meter %s: %s", meter.serial, error)
+        if count + 1 >= self.lost_after:
+            batch.lost[meter.meter_id] = since
 
     async def _read_meter(
         self, client: GatewayClient, meter: MeterTarget, at: datetime

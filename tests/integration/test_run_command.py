@@ -135,8 +135,9 @@ def test_run_starts_the_demo_and_stops_cleanly(
     out = first.process.stdout.read() if first.process.stdout else ""
     assert "Voltpay stopped." in out
     for port in range(int(run_env["DEMO_FIRST_PORT"]), int(run_env["DEMO_FIRST_PORT"]) + 3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))  # the simulator let go of its ports
+        with socket.socket() as s:  # the simulator let go of its ports (bound as a server binds)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
 
     second = Running(run_env)
     running.append(second)
