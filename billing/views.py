@@ -112,3 +112,26 @@ def open_accounts(session: Session) -> list[AccountChoice]:
         AccountChoice(a.id, a.number, a.tenant_name, ", ".join(units[a.id]), a.balance)
         for a in accounts.values()
     ]
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    meters: int
+    accounts_in_arrears: int
+    tripped_meters: int
+    total_balance: Decimal
+
+
+def summarise(rows: list[MeterStatus]) -> SiteSummary:
+    """Headline figures for the overview; an account with several meters counts once."""
+    balances = {
+        row.account_id: row.balance
+        for row in rows
+        if row.account_id is not None and row.balance is not None
+    }
+    return SiteSummary(
+        meters=len(rows),
+        accounts_in_arrears=sum(1 for balance in balances.values() if balance <= 0),
+        tripped_meters=sum(1 for row in rows if row.relay == "open"),
+        total_balance=sum(balances.values(), Decimal("0.00")),
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +13,7 @@ from app import auth
 from app.i18n import t
 from billing.money import format_money
 from billing.operators import can
-from billing.views import MeterStatus, meter_status
+from billing.views import MeterStatus, meter_status, summarise
 from schema.db import unit_of_work
 from voltpay.settings import get_settings
 
@@ -48,22 +47,15 @@ def meters_panel() -> None:
     )
 
 
-def _summary(rows: Sequence[MeterStatus], currency: str) -> None:
-    # An account with several meters appears once per meter: count its balance once.
-    balances = {
-        row.account_id: row.balance
-        for row in rows
-        if row.account_id is not None and row.balance is not None
-    }
+def _summary(rows: list[MeterStatus], currency: str) -> None:
+    summary = summarise(rows)
     meters, arrears, tripped, total = st.columns(4)
-    meters.metric(t("metric.meters"), len(rows), border=True)
-    arrears.metric(
-        t("metric.arrears"), sum(1 for balance in balances.values() if balance <= 0), border=True
-    )
-    tripped.metric(t("metric.tripped"), sum(1 for row in rows if row.relay == "open"), border=True)
+    meters.metric(t("metric.meters"), summary.meters, border=True)
+    arrears.metric(t("metric.arrears"), summary.accounts_in_arrears, border=True)
+    tripped.metric(t("metric.tripped"), summary.tripped_meters, border=True)
     total.metric(
         t("metric.total_balance", currency=currency),
-        format_money(sum(balances.values(), Decimal(0))),
+        format_money(summary.total_balance),
         border=True,
     )
 
