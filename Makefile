@@ -22,11 +22,12 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 
 ## run: migrate, seed the demo site, start simulated meters, collector and dashboard (Ctrl-C stops)
 run: $(VENV)/.runtime
+	bash scripts/system-deps.sh run
 	$(BIN)/voltpay run
 
-## system-deps: Debian packages the tests use (influxdb, chromium, a CJK font, PostgreSQL binaries)
+## system-deps: Debian packages the tests use (influxdb, chromium, a CJK font, poppler, PostgreSQL)
 system-deps:
-	bash scripts/system-deps.sh
+	bash scripts/system-deps.sh test
 
 ## lint: ruff and mypy
 lint: $(VENV)/.dev

@@ -1,16 +1,40 @@
-"""Accounts (开户): a tenant's account holding one or more meters."""
+"""Accounts (开户 / 销户): a tenant's account holding one or more meters.
+
+Opening may include a first sale; meters are added and removed later; a replaced meter hands its
+account's value to the new one (老表金额转入); closing bills the final readings, refunds what is
+left (or records the debt), releases and trips every meter, and writes a closing record.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import audit
+from billing import audit, control, ledger, operators, sales
+from billing.charging import FinalReading, charge_readings
 from billing.errors import BillingError, NotFound
-from schema.models import Account, AccountMeter, Meter, Operator
+from billing.policy import BillingPolicy
+from schema.models import (
+    Account,
+    AccountClosing,
+    AccountMeter,
+    Command,
+    Meter,
+    MeterReplacement,
+    Operator,
+)
+
+
+@dataclass(frozen=True)
+class FirstSale:
+    amount: object
+    payment_method: str
+    idempotency_key: str
 
 
 def open_account(
@@ -18,11 +42,16 @@ def open_account(
     *,
     number: str,
     tenant_name: str,
-    phone: str = "",
-    meter_ids: Sequence[int] = (),
     operator: Operator | None,
     now: datetime,
+    policy: BillingPolicy,
+    phone: str = "",
+    id_number: str = "",
+    notes: str = "",
+    meter_ids: Sequence[int] = (),
+    first_sale: FirstSale | None = None,
 ) -> Account:
+    operators.require(operator, "accounts")
     number, tenant_name = number.strip(), tenant_name.strip()
     if not number:
         raise BillingError("Account number is required")
@@ -30,34 +59,188 @@ def open_account(
         raise BillingError("Tenant name is required")
     if session.scalar(select(Account.id).where(Account.number == number)) is not None:
         raise BillingError(f"Account number {number} is already in use")
-    account = Account(number=number, tenant_name=tenant_name, phone=phone.strip(), opened_at=now)
+    account = Account(
+        number=number, tenant_name=tenant_name, phone=phone.strip(), id_number=id_number.strip(),
+        notes=notes.strip(), opened_at=now, balance=Decimal(0),
+    )
     session.add(account)
     session.flush()
-    audit.record(session, at=now, operator=operator, action="account.open", target=number)
+    audit.record(session, at=now, operator=operator, action="account.open", target=number,
+                 tenant=tenant_name)
     for meter_id in meter_ids:
         attach_meter(session, account, meter_id, operator=operator, now=now)
+    account.alarm_level = control.alarm_level(
+        account.balance, *control.thresholds(session, account, policy)
+    )
+    if first_sale is not None:
+        sales.sell(
+            session, account_id=account.id, amount=first_sale.amount,
+            payment_method=first_sale.payment_method, idempotency_key=first_sale.idempotency_key,
+            operator=operator, now=now, policy=policy,
+        )
     return account
+
+
+def _holder(session: Session, meter_id: int) -> str | None:
+    return session.scalar(
+        select(Account.number)
+        .join(AccountMeter, AccountMeter.account_id == Account.id)
+        .where(AccountMeter.meter_id == meter_id, AccountMeter.detached_at.is_(None))
+    )
 
 
 def attach_meter(
     session: Session, account: Account, meter_id: int, *, operator: Operator | None, now: datetime
 ) -> None:
+    operators.require(operator, "accounts")
     if account.status != "open":
         raise BillingError(f"Account {account.number} is closed")
     meter = session.get(Meter, meter_id)
     if meter is None:
         raise NotFound(f"Meter {meter_id} does not exist")
-    holder = session.scalar(
-        select(Account.number)
-        .join(AccountMeter, AccountMeter.account_id == Account.id)
-        .where(AccountMeter.meter_id == meter_id, AccountMeter.detached_at.is_(None))
-    )
+    holder = _holder(session, meter_id)
     if holder is not None:
         raise BillingError(f"Meter {meter.serial} already belongs to account {holder}")
     session.add(AccountMeter(account_id=account.id, meter_id=meter_id, attached_at=now))
-    # Charging starts from the next reading: energy used before the account held it is not billed.
-    meter.charge_base_energy_kwh = None
-    audit.record(
-        session, at=now, operator=operator, action="account.attach_meter", target=account.number,
-        meter=meter.serial,
+    session.flush()
+    audit.record(session, at=now, operator=operator, action="account.attach_meter",
+                 target=account.number, meter=meter.serial)
+
+
+def detach_meter(
+    session: Session, account: Account, meter_id: int, *, operator: Operator | None, now: datetime
+) -> Meter:
+    operators.require(operator, "accounts")
+    link = session.scalar(
+        select(AccountMeter).where(
+            AccountMeter.account_id == account.id,
+            AccountMeter.meter_id == meter_id,
+            AccountMeter.detached_at.is_(None),
+        )
     )
+    if link is None:
+        raise BillingError(f"Meter {meter_id} is not on account {account.number}")
+    link.detached_at = now
+    meter = session.get_one(Meter, meter_id)
+    audit.record(session, at=now, operator=operator, action="account.detach_meter",
+                 target=account.number, meter=meter.serial)
+    session.flush()
+    return meter
+
+
+def _bill_final(
+    session: Session,
+    final_readings: Mapping[int, Decimal],
+    *,
+    now: datetime,
+    policy: BillingPolicy,
+) -> None:
+    if final_readings:
+        charge_readings(
+            session,
+            [FinalReading(meter_id, now, energy) for meter_id, energy in final_readings.items()],
+            policy=policy,
+            now=now,
+        )
+
+
+def replace_meter(
+    session: Session,
+    *,
+    account_id: int,
+    old_meter_id: int,
+    new_meter_id: int,
+    operator: Operator | None,
+    now: datetime,
+    policy: BillingPolicy,
+    old_final_energy_kwh: Decimal | None = None,
+) -> MeterReplacement:
+    """老表金额转入: bill the old meter's final reading, move the account's value to the new one.
+
+    The balance belongs to the account, so it carries over whole; the replacement record says
+    how much went with it, from which meter to which.
+    """
+    operators.require(operator, "accounts")
+    account = ledger.lock_account(session, account_id)
+    if account.status != "open":
+        raise BillingError(f"Account {account.number} is closed")
+    if old_meter_id == new_meter_id:
+        raise BillingError("The new meter must be a different meter")
+    if old_final_energy_kwh is not None:
+        _bill_final(session, {old_meter_id: old_final_energy_kwh}, now=now, policy=policy)
+    old = detach_meter(session, account, old_meter_id, operator=operator, now=now)
+    attach_meter(session, account, new_meter_id, operator=operator, now=now)
+    new = session.get_one(Meter, new_meter_id)
+    record = MeterReplacement(
+        account_id=account.id, old_meter_id=old_meter_id, new_meter_id=new_meter_id,
+        old_final_energy_kwh=old_final_energy_kwh, value_transferred=account.balance, at=now,
+        operator_id=operator.id if operator else None,
+    )
+    session.add(record)
+    audit.record(session, at=now, operator=operator, action="account.replace_meter",
+                 target=account.number, old_meter=old.serial, new_meter=new.serial,
+                 value=account.balance)
+    session.flush()
+    return record
+
+
+@dataclass(frozen=True)
+class ClosingResult:
+    closing: AccountClosing
+    refund: sales.PostResult | None
+    commands: list[Command]
+
+
+def close_account(
+    session: Session,
+    *,
+    account_id: int,
+    operator: Operator | None,
+    now: datetime,
+    policy: BillingPolicy,
+    idempotency_key: str,
+    final_readings: Mapping[int, Decimal] | None = None,
+    refund_method: str = "cash",
+    note: str = "",
+) -> ClosingResult:
+    """销户: bill final readings, refund the rest (or record the debt), release and trip every
+    meter, and write the closing record. The account and its history stay."""
+    operators.require(operator, "accounts")
+    account = ledger.lock_account(session, account_id)
+    if account.status != "open":
+        raise BillingError(f"Account {account.number} is already closed")
+    _bill_final(session, final_readings or {}, now=now, policy=policy)
+    session.flush()
+    final_balance = account.balance
+    refund = None
+    refundable = final_balance.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    if refundable > 0:
+        refund = sales.refund(
+            session, account_id=account.id, amount=refundable, reason="account closed",
+            idempotency_key=f"closing:{idempotency_key}", operator=operator, now=now,
+            policy=policy, payment_method=refund_method,
+        )
+    meters = control.account_meters(session, account.id)
+    commands = []
+    for meter in meters:
+        detach_meter(session, account, meter.id, operator=operator, now=now)
+        if meter.relay != "open" or control.pending_command(session, meter.id, "close"):
+            commands.append(
+                control.queue_command(session, meter, "trip", now=now, operator=operator,
+                                      ttl=policy.command_ttl, reason="account closed")
+            )
+    account.status = "closed"
+    account.closed_at = now
+    closing = AccountClosing(
+        account_id=account.id, closed_at=now, operator_id=operator.id if operator else None,
+        final_balance=final_balance, refunded=refundable if refund else Decimal(0),
+        debt=-final_balance if final_balance < 0 else Decimal(0),
+        meters=[meter.serial for meter in meters],
+        receipt_no=refund.entry.receipt_no if refund else None, note=note.strip(),
+    )
+    session.add(closing)
+    audit.record(session, at=now, operator=operator, action="account.close",
+                 target=account.number, final_balance=final_balance,
+                 refunded=closing.refunded, debt=closing.debt)
+    session.flush()
+    return ClosingResult(closing, refund, commands)

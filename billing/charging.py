@@ -1,17 +1,21 @@
-"""Interval charges: the energy since the last billed reading, at the meter's price.
+"""Interval charges: the energy since the last billed reading, priced by the meter's tariff.
 
-Each charge is computed from cumulative values — the cost of all energy since the charge base,
-minus what was already charged since it — so rounding to 4 places never drifts over a month.
-The same reading twice charges once: a reading at or before the meter's last billed reading is
+For each meter, billing keeps where it stands (`meter_billing`): the last billed reading and,
+for the current tier period (a local month or year), the energy so far, the exact unrounded
+cost so far and what was charged so far. A charge is round(cost so far, 4) − charged so far, so
+the charges of a period add up to the tariff applied to the period's energy — rounding never
+drifts. The same reading twice charges once: a reading at or before the last billed one is
 skipped, and the ledger's idempotency key (meter + reading time) backs that up in the database.
+A reading that goes backwards (meter replaced or reset) charges nothing, raises an anomaly and
+re-bases.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -19,8 +23,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import control, ledger
-from billing.money import ZERO, to_charge
-from schema.models import Account, AccountMeter, Command, LedgerEntry, Meter
+from billing.money import to_charge
+from billing.policy import BillingPolicy
+from billing.pricing import Schedules
+from billing.tariffs import BANDS, Segment, TariffSchedule
+from schema.models import Account, AccountMeter, Alarm, Command, LedgerEntry, Meter, MeterBilling
+from schema.types import ScaledDecimal
+
+EXACT = Decimal(1).scaleb(-ScaledDecimal(10).places)  # what meter_billing keeps of exact sums
+BAND_TOLERANCE_KWH = Decimal("0.0001")
 
 
 class Reading(Protocol):
@@ -30,6 +41,16 @@ class Reading(Protocol):
     def at(self) -> datetime: ...
     @property
     def energy_kwh(self) -> Decimal: ...
+
+
+@dataclass(frozen=True)
+class FinalReading:
+    """A reading typed in by an operator (a final reading when closing or replacing)."""
+
+    meter_id: int
+    at: datetime
+    energy_kwh: Decimal
+    band_energy_kwh: Mapping[str, Decimal] | None = None
 
 
 @dataclass
@@ -43,19 +64,37 @@ def charge_key(meter_id: int, at: datetime) -> str:
     return f"charge:{meter_id}:{at.isoformat()}"
 
 
-def _rebase(meter: Meter, energy_kwh: Decimal, price: Decimal) -> None:
-    meter.charge_base_energy_kwh = energy_kwh
-    meter.charge_base_price_per_kwh = price
-    meter.charged_since_base = ZERO
+def _exact(value: Decimal) -> Decimal:
+    return value.quantize(EXACT)
+
+
+def _bands(reading: Reading) -> dict[str, Decimal] | None:
+    bands = getattr(reading, "band_energy_kwh", None)
+    return dict(bands) if bands else None
+
+
+def _band_delta(
+    previous: Mapping[str, str] | None, current: Mapping[str, Decimal] | None, delta: Decimal
+) -> dict[str, Decimal] | None:
+    """Energy per band from the meter's band registers, when both readings have them and they
+    agree with the total; None means: split in proportion to time."""
+    if not previous or not current or set(previous) != set(current):
+        return None
+    bands = {band: current[band] - Decimal(previous[band]) for band in current}
+    if any(v < 0 for v in bands.values()) or abs(sum(bands.values()) - delta) > BAND_TOLERANCE_KWH:
+        return None
+    # Registers are 0.01 kWh; let the last band absorb the rounding so the total is exact.
+    last = sorted(bands, key=BANDS.index)[-1]
+    bands[last] += delta - sum(bands.values())
+    return bands
 
 
 def charge_readings(
     session: Session,
     readings: Iterable[Reading],
     *,
-    default_price_per_kwh: Decimal,
+    policy: BillingPolicy,
     now: datetime,
-    command_ttl: timedelta = control.DEFAULT_TTL,
 ) -> ChargeResult:
     """Bill a batch of readings inside the caller's transaction."""
     by_meter: dict[int, list[Reading]] = defaultdict(list)
@@ -72,57 +111,102 @@ def charge_readings(
     ).all()
     account_of = {meter_id: account_id for meter_id, account_id in attachments}
     accounts = ledger.lock_accounts(session, account_of.values())
+    balances_before = {account.id: account.balance for account in accounts.values()}
     meters = session.scalars(
         select(Meter).where(Meter.id.in_(by_meter)).order_by(Meter.id).with_for_update()
     ).all()
+    states = {
+        state.meter_id: state
+        for state in session.scalars(
+            select(MeterBilling).where(MeterBilling.meter_id.in_(by_meter)).with_for_update()
+        )
+    }
+    schedules = Schedules(session, policy)
 
     for meter in meters:
         account = accounts.get(account_of.get(meter.id, -1))
         live = account if account is not None and account.status == "open" else None
-        price = meter.price_per_kwh if meter.price_per_kwh is not None else default_price_per_kwh
+        schedule = schedules.for_meter(meter)
         for reading in sorted(by_meter[meter.id], key=lambda r: r.at):
-            entry = _charge_one(session, meter, live, reading, price, now)
+            state = states.get(meter.id)
+            if state is None:
+                states[meter.id] = _first_reading(session, meter, reading, schedule)
+                result.skipped += 1
+                continue
+            entry = _charge_one(session, meter, state, live, reading, schedule, now)
             if entry is None:
                 result.skipped += 1
             else:
                 result.entries.append(entry)
 
     for account in accounts.values():
-        if account.status == "open":
-            result.commands += control.trip_for_arrears(session, account, now=now, ttl=command_ttl)
+        result.commands += control.after_balance_change(
+            session, account, balances_before[account.id], policy=policy, now=now
+        )
     return result
+
+
+def _first_reading(
+    session: Session, meter: Meter, reading: Reading, schedule: TariffSchedule
+) -> MeterBilling:
+    bands = _bands(reading)
+    state = MeterBilling(
+        meter_id=meter.id,
+        billed_at=reading.at,
+        billed_energy_kwh=reading.energy_kwh,
+        billed_band_energy={k: str(v) for k, v in bands.items()} if bands else None,
+        period=schedule.period_key(reading.at),
+        period_energy_kwh=Decimal(0),
+        period_cost_exact=Decimal(0),
+        period_charged=Decimal(0),
+    )
+    session.add(state)
+    return state
 
 
 def _charge_one(
     session: Session,
     meter: Meter,
+    state: MeterBilling,
     account: Account | None,
     reading: Reading,
-    price: Decimal,
+    schedule: TariffSchedule,
     now: datetime,
 ) -> LedgerEntry | None:
-    if meter.billed_at is not None and reading.at <= meter.billed_at:
+    if reading.at <= state.billed_at:
         return None  # already billed: a repeated or late reading
-    previous = meter.billed_energy_kwh
-    meter.billed_at = reading.at
-    meter.billed_energy_kwh = reading.energy_kwh
-    if previous is None or meter.charge_base_energy_kwh is None or reading.energy_kwh < previous:
-        # First reading, or the register went backwards (meter replaced or reset): re-base,
-        # charge nothing.
-        _rebase(meter, reading.energy_kwh, price)
+    start, previous = state.billed_at, state.billed_energy_kwh
+    previous_bands = state.billed_band_energy
+    bands = _bands(reading)
+    state.billed_at = reading.at
+    state.billed_energy_kwh = reading.energy_kwh
+    state.billed_band_energy = {k: str(v) for k, v in bands.items()} if bands else None
+    delta = reading.energy_kwh - previous
+    if delta < 0:
+        session.add(
+            Alarm(
+                kind="energy_backwards", meter_id=meter.id,
+                account_id=account.id if account else None, raised_at=reading.at,
+                value=f"{previous:.2f} → {reading.energy_kwh:.2f} kWh",
+                detail="The meter's energy went backwards (replaced or reset): nothing was "
+                "charged and billing continues from the new reading.",
+            )
+        )
         return None
-    if price != meter.charge_base_price_per_kwh:
-        # A new price applies from the previous reading on; what came before was charged already.
-        _rebase(meter, previous, price)
     if account is None:
-        # No open account holds the meter: nobody to charge; keep the base moving with the meter.
-        _rebase(meter, reading.energy_kwh, price)
-        return None
-    cost_to_date = to_charge((reading.energy_kwh - meter.charge_base_energy_kwh) * price)
-    charge = cost_to_date - meter.charged_since_base
+        return None  # no open account holds the meter: nobody to charge
+    band_delta = _band_delta(previous_bands, bands, delta)
+    meter.band_source = "registers" if band_delta is not None else "time"
+    in_period = state.period == schedule.period_key(start)
+    segments = schedule.price_interval(
+        start, reading.at, delta,
+        period_energy_kwh=state.period_energy_kwh if in_period else Decimal(0),
+        band_energy_kwh=band_delta,
+    )
+    charge = _apply(state, segments, in_period)
     if charge <= 0:
         return None
-    meter.charged_since_base = cost_to_date
+    single_price = {s.price_per_kwh for s in segments}
     return ledger.post(
         session,
         account,
@@ -132,6 +216,25 @@ def _charge_one(
         effective_at=reading.at,
         recorded_at=now,
         meter_id=meter.id,
-        energy_kwh=reading.energy_kwh - previous,
-        price_per_kwh=price,
+        energy_kwh=delta,
+        price_per_kwh=single_price.pop() if len(single_price) == 1 else None,
     )
+
+
+def _apply(state: MeterBilling, segments: list[Segment], in_period: bool) -> Decimal:
+    """Add the segments to the tier-period running totals; return the charge they make."""
+    charge = Decimal(0)
+    if not in_period:
+        state.period = ""
+    for segment in segments:
+        if segment.period != state.period:
+            state.period = segment.period
+            state.period_energy_kwh = Decimal(0)
+            state.period_cost_exact = Decimal(0)
+            state.period_charged = Decimal(0)
+        state.period_energy_kwh = _exact(state.period_energy_kwh + segment.energy_kwh)
+        state.period_cost_exact = _exact(state.period_cost_exact + segment.cost)
+        due = to_charge(state.period_cost_exact) - state.period_charged
+        state.period_charged += due
+        charge += due
+    return charge

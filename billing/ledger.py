@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing.errors import NotFound
-from schema.models import Account, LedgerEntry
+from schema.models import Account, LedgerEntry, ReceiptCounter
 
 
 def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, Account]:
@@ -77,3 +79,24 @@ def entry_count(session: Session, account_id: int) -> int:
     return session.scalar(
         select(func.count()).select_from(LedgerEntry).where(LedgerEntry.account_id == account_id)
     ) or 0
+
+
+def next_receipt_no(session: Session, now: datetime, tz: ZoneInfo) -> str:
+    """The next receipt number of the site-local day, e.g. 20261125-0007.
+
+    One upsert takes the day's counter row and holds its lock to the end of the transaction:
+    numbers are gap-free, because a rolled-back operation gives its number back.
+    """
+    day = now.astimezone(tz).date()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(ReceiptCounter)
+        .values(on_date=day, last_number=1)
+        .on_conflict_do_update(
+            index_elements=[ReceiptCounter.on_date],
+            set_={"last_number": ReceiptCounter.last_number + 1},
+        )
+        .returning(ReceiptCounter.last_number)
+    )
+    number = session.execute(statement).scalar_one()
+    return f"{day:%Y%m%d}-{number:04d}"

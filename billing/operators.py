@@ -16,8 +16,10 @@ from schema.models import Operator
 
 ADMIN_USERNAME = "admin"
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "administrator": frozenset({"view", "sell", "control", "configure", "operators"}),
-    "cashier": frozenset({"view", "sell"}),
+    "administrator": frozenset(
+        {"view", "sell", "refund", "reverse", "accounts", "control", "configure", "operators"}
+    ),
+    "cashier": frozenset({"view", "sell", "refund", "accounts"}),
     "engineer": frozenset({"view", "control", "configure"}),
     "viewer": frozenset({"view"}),
 }

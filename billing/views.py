@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from schema.models import Account, AccountMeter, Building, Floor, Gateway, Meter, Unit
+from schema.models import (
+    Account,
+    AccountMeter,
+    Building,
+    Floor,
+    Gateway,
+    LedgerEntry,
+    Meter,
+    Unit,
+)
 
 
 @dataclass(frozen=True)
@@ -134,4 +144,49 @@ def summarise(rows: list[MeterStatus]) -> SiteSummary:
         accounts_in_arrears=sum(1 for balance in balances.values() if balance <= 0),
         tripped_meters=sum(1 for row in rows if row.relay == "open"),
         total_balance=sum(balances.values(), Decimal("0.00")),
+    )
+
+
+COST_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class BalanceInfo:
+    account_id: int
+    balance: Decimal
+    alarm_level: str
+    average_daily_cost: Decimal | None  # over the last 7 days (or since opening, if sooner)
+    days_left: Decimal | None
+    runs_out_on: date | None  # the local date the balance is expected to reach 0
+
+
+def balance_info(session: Session, account_id: int, *, now: datetime, tz: ZoneInfo) -> BalanceInfo:
+    """The balance with the date it is expected to run out, from the last 7 days' charges."""
+    account = session.get_one(Account, account_id)
+    since = max(now - COST_WINDOW, account.opened_at)
+    spent = session.scalar(
+        select(func.sum(LedgerEntry.amount)).where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.kind == "charge",
+            LedgerEntry.effective_at > since,
+            LedgerEntry.effective_at <= now,
+        )
+    )
+    days = Decimal((now - since).total_seconds()) / Decimal(86400)
+    average = None
+    if spent is not None and days > 0:
+        average = (-spent / max(days, Decimal(1))).quantize(Decimal("0.01"))
+    days_left = runs_out_on = None
+    if average is not None and average > 0 and account.balance > 0:
+        days_left = (account.balance / average).quantize(Decimal("0.1"))
+        runs_out_on = (now + timedelta(days=float(days_left))).astimezone(tz).date()
+    elif account.balance <= 0:
+        days_left, runs_out_on = Decimal(0), now.astimezone(tz).date()
+    return BalanceInfo(
+        account_id=account.id,
+        balance=account.balance.quantize(Decimal("0.01")),
+        alarm_level=account.alarm_level,
+        average_daily_cost=average,
+        days_left=days_left,
+        runs_out_on=runs_out_on,
     )

@@ -86,6 +86,15 @@ class DeviceProfile:
             ) * field.scale
         return values
 
+    def band_energy(self, values: dict[str, Decimal]) -> dict[str, Decimal] | None:
+        """Energy per tariff band from fields named energy_<band>_kwh, when the profile has them."""
+        bands = {
+            name[len("energy_") : -len("_kwh")]: value
+            for name, value in values.items()
+            if name.startswith("energy_") and name.endswith("_kwh") and name != "energy_kwh"
+        }
+        return bands or None
+
     def relay_closed(self, values: dict[str, Decimal]) -> bool | None:
         if self.readback is None:
             return None

@@ -21,6 +21,8 @@ class MeterReading:
     voltage_v: Decimal | None = None
     current_a: Decimal | None = None
     relay_closed: bool | None = None
+    # Energy per time-of-use band from the meter's own band registers, when its profile has them.
+    band_energy_kwh: Mapping[str, Decimal] | None = None
     # Where the meter sits, for grouping in the time-series store: unit, floor, building, gateway.
     tags: Mapping[str, str] = field(default_factory=dict)
 

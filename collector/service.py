@@ -14,13 +14,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from billing.charging import charge_readings
+from billing.policy import BillingPolicy
 from collector.modbus import GatewayClient, GatewayUnreachable, ModbusError
 from collector.profiles import DeviceProfile, load_profile
 from collector.readings import MeterReading, ReadingStore
@@ -115,8 +115,7 @@ class Collector:
         store: ReadingStore,
         *,
         interval_s: float,
-        default_price_per_kwh: Decimal,
-        command_ttl: timedelta = timedelta(minutes=10),
+        policy: BillingPolicy,
         command_poll_s: float = 1.0,
         lost_after: int = 3,
         clock: Callable[[], datetime] = utcnow,
@@ -124,8 +123,7 @@ class Collector:
         self.database_url = database_url
         self.store = store
         self.interval_s = interval_s
-        self.default_price_per_kwh = default_price_per_kwh
-        self.command_ttl = command_ttl
+        self.policy = policy
         self.command_poll_s = command_poll_s
         self.lost_after = lost_after
         self.clock = clock
@@ -244,6 +242,7 @@ class Collector:
             meter_id=meter.meter_id,
             at=at,
             energy_kwh=values["energy_kwh"],
+            band_energy_kwh=profile.band_energy(values),
             power_kw=values.get("power_kw"),
             voltage_v=values.get("voltage_v"),
             current_a=values.get("current_a"),
@@ -289,13 +288,7 @@ class Collector:
                 meter.lost_since = None
                 if reading.relay_closed is not None:
                     meter.relay = "closed" if reading.relay_closed else "open"
-            charge_readings(
-                session,
-                batch.readings,
-                default_price_per_kwh=self.default_price_per_kwh,
-                now=now,
-                command_ttl=self.command_ttl,
-            )
+            charge_readings(session, batch.readings, policy=self.policy, now=now)
 
     # --- commands ------------------------------------------------------------------------
 

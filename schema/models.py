@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from schema.types import Energy, Money, UTCDateTime
+from schema.types import Energy, Money, ScaledDecimal, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -116,27 +117,36 @@ class Meter(Base):
     last_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
     last_power_kw: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
     lost_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # Billing position: the last reading billed, and the running charge since `charge_base_*`,
-    # so each charge is "cost to date minus cost already charged" and rounding never drifts.
-    billed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    billed_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
-    charge_base_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
-    charge_base_price_per_kwh: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
-    charged_since_base: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariffs.id"), nullable=True)
+    # How interval energy is split across time-of-use bands: the meter's own band registers,
+    # or in proportion to time when its profile has none.
+    band_source: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    alarm1_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    alarm2_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     gateway: Mapped[Gateway] = relationship(back_populates="meters")
     unit: Mapped[Unit | None] = relationship()
 
 
 class Account(Base):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("status IN ('open', 'closed')", name="status_kind"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status_kind"),
+        CheckConstraint(
+            "alarm_level IN ('normal', 'alarm1', 'alarm2', 'arrears')", name="alarm_level_kind"
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     tenant_name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str] = mapped_column(String(32), default="")
+    id_number: Mapped[str] = mapped_column(String(64), default="")  # ID card or company number
+    notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(8), default="open")
     # Cached Σ ledger entries, updated in the same transaction as every entry.
     balance: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    alarm_level: Mapped[str] = mapped_column(String(8), default="normal")
+    alarm1_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    alarm2_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
@@ -172,6 +182,16 @@ class LedgerEntry(Base):
             "kind IN ('charge', 'sale', 'refund', 'reversal', 'transfer')", name="entry_kind"
         ),
         Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+        Index("ix_ledger_entries_account_id_kind_effective_at", "account_id", "kind",
+              "effective_at"),
+        # A sale or refund is reversed at most once.
+        Index(
+            "uq_ledger_entries_one_reversal",
+            "reference_id",
+            unique=True,
+            sqlite_where=text("kind = 'reversal'"),
+            postgresql_where=text("kind = 'reversal'"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
@@ -190,6 +210,121 @@ class LedgerEntry(Base):
     # effective_at: when it happened (a reading's time); recorded_at: when we wrote it.
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MeterBilling(Base):
+    """Where billing stands for one meter: the last billed reading and the tier period to date.
+
+    `period_cost_exact` is the unrounded cost of the period's energy so far; each charge is
+    round(period_cost_exact, 4) - period_charged, so a period's charges never drift from the
+    tariff applied to its energy.
+    """
+
+    __tablename__ = "meter_billing"
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"), primary_key=True)
+    billed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    billed_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    billed_band_energy: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    period: Mapped[str] = mapped_column(String(8), default="")
+    period_energy_kwh: Mapped[Decimal] = mapped_column(ScaledDecimal(10), default=Decimal("0"))
+    period_cost_exact: Mapped[Decimal] = mapped_column(ScaledDecimal(10), default=Decimal("0"))
+    period_charged: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+
+
+class Tariff(Base):
+    """A named tariff; its prices live in versions, each in force from its effective_from."""
+
+    __tablename__ = "tariffs"
+    __table_args__ = (
+        CheckConstraint("kind IN ('flat', 'tou', 'tiered', 'tou_tiered')", name="tariff_kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    versions: Mapped[list[TariffVersionRow]] = relationship(
+        back_populates="tariff", order_by="TariffVersionRow.effective_from"
+    )
+
+
+class TariffVersionRow(Base):
+    __tablename__ = "tariff_versions"
+    __table_args__ = (
+        UniqueConstraint("tariff_id", "effective_from", name="one_version_per_instant"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    spec: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    tariff: Mapped[Tariff] = relationship(back_populates="versions")
+
+
+class Holiday(Base):
+    """The operator's holiday calendar: these local dates use a tariff's holiday plan."""
+
+    __tablename__ = "holidays"
+    on_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+
+
+class ReceiptCounter(Base):
+    """The last receipt number used on a local day; taken under a row lock, so numbers are
+    gap-free (a rolled-back sale gives its number back)."""
+
+    __tablename__ = "receipt_counters"
+    on_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AccountClosing(Base):
+    """The closing record (销户) of an account."""
+
+    __tablename__ = "account_closings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    closed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    final_balance: Mapped[Decimal] = mapped_column(Money())
+    refunded: Mapped[Decimal] = mapped_column(Money())
+    debt: Mapped[Decimal] = mapped_column(Money())
+    meters: Mapped[list[str]] = mapped_column(JSON)
+    receipt_no: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class MeterReplacement(Base):
+    """An old meter replaced by a new one on the same account (老表金额转入)."""
+
+    __tablename__ = "meter_replacements"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    old_meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
+    new_meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
+    old_final_energy_kwh: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+    value_transferred: Mapped[Decimal] = mapped_column(Money())
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+
+
+class Alarm(Base):
+    """Something an operator should see: raised, acknowledged, cleared."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (Index("ix_alarms_open", "kind", "meter_id", "cleared_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    meter_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), nullable=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    value: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    ack_note: Mapped[str] = mapped_column(Text, default="")
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Command(Base):

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs, when any is missing.
+# Installs the Debian packages Voltpay needs, when any is missing.
+#   system-deps.sh run   what `make run` needs: a CJK font for receipts
+#   system-deps.sh test  what `make test` needs besides: influxdb, chromium, poppler, PostgreSQL
 set -euo pipefail
+purpose=${1:-test}
 missing=()
-command -v influxd >/dev/null || missing+=(influxdb)
-command -v chromium >/dev/null || missing+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ "$purpose" = test ]; then
+  command -v influxd >/dev/null || missing+=(influxdb)
+  command -v chromium >/dev/null || missing+=(chromium)
+  dpkg -s poppler-utils >/dev/null 2>&1 || missing+=(poppler-utils)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "The tests need these Debian packages: ${missing[*]}" >&2
+  echo "Voltpay needs these Debian packages: ${missing[*]}" >&2
   echo "Install them as root: apt-get install ${missing[*]}" >&2
   exit 1
 fi

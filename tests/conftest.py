@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,11 +29,22 @@ def _dispose(url: str) -> None:
     get_engine.cache_clear()
 
 
-@pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated SQLite database in a fresh temporary file."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'voltpay.db'}"
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "voltpay.db"
+    url = f"sqlite:///{path}"
     migrate(url)
+    _dispose(url)
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[str]:
+    """A migrated SQLite database in a fresh temporary file."""
+    path = tmp_path_factory.mktemp("sqlite") / "voltpay.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
     yield url
     _dispose(url)
 
@@ -74,20 +87,49 @@ def pg_admin() -> Iterator[Engine]:
         engine.dispose()
 
 
-@pytest.fixture
-def pg_url(pg_admin: Engine) -> Iterator[str]:
-    """A migrated PostgreSQL database, created for this test and dropped after it."""
-    name = f"voltpay_test_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def pg_template(pg_admin: Engine) -> Iterator[str]:
+    """A database migrated once per session; each test's database is a copy of it."""
+    name = f"voltpay_template_{uuid.uuid4().hex[:12]}"
     with pg_admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = pg_admin.url.set(database=name).render_as_string(hide_password=False)
     try:
         migrate(url)
+        _dispose(url)
+        yield name
+    finally:
+        with pg_admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(pg_admin: Engine, pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database, created for this test and dropped after it."""
+    name = f"voltpay_test_{uuid.uuid4().hex[:12]}"
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    url = pg_admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
         yield url
     finally:
         _dispose(url)
         with pg_admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_password_hashing() -> Iterator[None]:
+    """Tests create many operators: hash their passwords with argon2 at its cheapest settings
+    (still argon2, still verified), instead of the production cost of ~0.3 s per hash."""
+    from argon2 import PasswordHasher
+
+    from billing import operators
+
+    production = operators._hasher
+    operators._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    yield
+    operators._hasher = production
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -9,10 +9,11 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from billing import accounts, operators
+from billing.policy import BillingPolicy
 from schema.models import Building, Floor, Gateway, Meter, Operator, Unit
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
-MAX_SALE = Decimal("50000.00")
+POLICY = BillingPolicy(default_price_per_kwh=Decimal("1.2000"))
 
 
 @dataclass
@@ -55,5 +56,6 @@ def open_account(session: Session, site: Site, *meters: Meter, number: str = "10
         meter_ids=[m.id for m in meters],
         operator=site.admin,
         now=T0,
+        policy=POLICY,
     )
     return account.id

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from billing import accounts, operators
 from billing.charging import charge_readings
+from billing.policy import BillingPolicy
 from collector.modbus import GatewayClient
 from collector.profiles import load_profile
 from collector.simulator import GatewaySimulator
@@ -24,6 +25,7 @@ from schema.db import get_engine, migrate, unit_of_work
 from schema.models import Building, Floor, Gateway, Meter, Unit
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+POLICY = BillingPolicy()
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,9 @@ def bench_billing(meters: int = 200, rounds: int = 25) -> float:
                               bus_address=i % 32 + 1, unit=Unit(floor=floor, number=f"U{i}"))
                 s.add(meter)
                 s.flush()
-                account = accounts.open_account(s, number=f"A{i}", tenant_name=f"T{i}",
-                                                meter_ids=[meter.id], operator=admin, now=T0)
-                account.balance = Decimal("0")
+                accounts.open_account(s, number=f"A{i}", tenant_name=f"T{i}",
+                                      meter_ids=[meter.id], operator=admin, now=T0,
+                                      policy=POLICY)
                 ids.append(meter.id)
         count = 0
         started = time.perf_counter()
@@ -61,7 +63,7 @@ def bench_billing(meters: int = 200, rounds: int = 25) -> float:
             at = T0 + timedelta(minutes=30 * r)
             batch = [Reading(m, at, Decimal("100.00") + Decimal("0.37") * r) for m in ids]
             with unit_of_work(url) as s:
-                charge_readings(s, batch, default_price_per_kwh=Decimal("1.2"), now=at)
+                charge_readings(s, batch, policy=POLICY, now=at)
             count += len(batch)
         elapsed = time.perf_counter() - started
         get_engine(url).dispose()

@@ -9,7 +9,7 @@ import json
 import logging
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -50,7 +50,7 @@ def setup(settings: Settings, *, seed: bool) -> str | None:
             ).one()
             count = seed_demo_site(session, admin=admin, now=_now(),
                                    first_port=settings.demo_first_port,
-                                   max_sale=settings.max_sale_amount)
+                                   policy=settings.billing_policy())
             log.info("seeded the demo site: %d meters", count)
     return generated
 
@@ -128,8 +128,7 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         settings.database_url,
         store,
         interval_s=args.interval or settings.collect_interval_s,
-        default_price_per_kwh=settings.default_price_per_kwh,
-        command_ttl=timedelta(seconds=settings.command_ttl_s),
+        policy=settings.billing_policy(),
     )
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -9,7 +9,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing import accounts, sales
+from billing import accounts
+from billing.policy import BillingPolicy
 from schema.models import Building, Floor, Gateway, Meter, Operator, Unit
 
 BUILDINGS = (("A", "Building A", "A栋"), ("B", "Building B", "B栋"))
@@ -36,7 +37,7 @@ def seed_demo_site(
     now: datetime,
     gateway_host: str = "127.0.0.1",
     first_port: int = 15021,
-    max_sale: Decimal = Decimal("50000"),
+    policy: BillingPolicy,
 ) -> int:
     """Create buildings, floors, shops, gateways, one meter per shop and accounts for most shops.
 
@@ -75,7 +76,7 @@ def seed_demo_site(
     for i, meter in enumerate(meters):
         if i % 9 == 8:
             continue  # not opened
-        account = accounts.open_account(
+        accounts.open_account(
             session,
             number=f"{10001 + i}",
             tenant_name=TENANTS[i % len(TENANTS)],
@@ -83,16 +84,11 @@ def seed_demo_site(
             meter_ids=[meter.id],
             operator=admin,
             now=now,
-        )
-        credit = Decimal(rng.choice((15, 30, 60, 200, 500, 800, 1500)))
-        sales.sell(
-            session,
-            account_id=account.id,
-            amount=credit,
-            payment_method=rng.choice(("cash", "card", "transfer")),
-            idempotency_key=f"demo-opening-{account.number}",
-            operator=admin,
-            now=now,
-            max_amount=max_sale,
+            policy=policy,
+            first_sale=accounts.FirstSale(
+                amount=Decimal(rng.choice((15, 30, 60, 200, 500, 800, 1500))),
+                payment_method=rng.choice(("cash", "card", "transfer")),
+                idempotency_key=f"demo-opening-{i}",
+            ),
         )
     return len(meters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -9,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from billing.policy import BillingPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = ROOT / "var"
@@ -26,6 +29,9 @@ class Settings(BaseSettings):
     site_name: str = "Voltpay demo mall"
     default_price_per_kwh: Decimal = Decimal("1.2000")
     max_sale_amount: Decimal = Decimal("50000.00")
+    hoarding_limit: Decimal = Decimal("100000.00")
+    alarm1_amount: Decimal = Decimal("50.00")
+    alarm2_amount: Decimal = Decimal("20.00")
     collect_interval_s: float = 1800.0
     command_ttl_s: float = 600.0
     modbus_timeout_s: float = 1.0
@@ -52,6 +58,17 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.site_tz)
+
+    def billing_policy(self) -> BillingPolicy:
+        return BillingPolicy(
+            tz=self.tz,
+            default_price_per_kwh=self.default_price_per_kwh,
+            max_sale_amount=self.max_sale_amount,
+            hoarding_limit=self.hoarding_limit,
+            alarm1_amount=self.alarm1_amount,
+            alarm2_amount=self.alarm2_amount,
+            command_ttl=timedelta(seconds=self.command_ttl_s),
+        )
 
 
 @lru_cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 from typing import TypedDict
 
@@ -108,8 +107,7 @@ def _post(account_id: int, amount: str, method: str, idempotency_key: str) -> Re
             idempotency_key=idempotency_key,
             operator=auth.current_operator(session),
             now=auth.utcnow(),
-            max_amount=settings.max_sale_amount,
-            command_ttl=timedelta(seconds=settings.command_ttl_s),
+            policy=settings.billing_policy(),
         )
         account = session.get_one(Account, result.entry.account_id)
         return Receipt(

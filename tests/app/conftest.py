@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from billing.operators import create_operator
+from billing.policy import BillingPolicy
 from schema.db import get_engine, migrate, unit_of_work
 from tests.app.support import PASSWORD, Site
 from voltpay.demo import seed_demo_site
@@ -34,7 +35,7 @@ def make_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
                 for username, role in OPERATORS
             }
             if seed:
-                seed_demo_site(session, admin=operators["admin"], now=now)
+                seed_demo_site(session, admin=operators["admin"], now=now, policy=BillingPolicy())
             ids = {username: operator.id for username, operator in operators.items()}
         monkeypatch.setenv("DATABASE_URL", url)
         get_settings.cache_clear()

@@ -19,7 +19,7 @@ from billing.errors import BillingError, PermissionDenied
 from billing.sales import sell
 from schema.db import unit_of_work
 from schema.models import Account, Command, LedgerEntry, Meter
-from tests.factories import MAX_SALE, T0, make_site, open_account
+from tests.factories import POLICY, T0, make_site, open_account
 
 PRICE = Decimal("1.2345")
 
@@ -43,14 +43,13 @@ def setup_shop(url: str, credit: str = "10.00") -> tuple[int, int]:
         meter.relay = "closed"
         account_id = open_account(s, site, meter)
         sell(s, account_id=account_id, amount=credit, payment_method="cash",
-             idempotency_key="opening", operator=site.admin, now=T0, max_amount=MAX_SALE)
+             idempotency_key="opening", operator=site.admin, now=T0, policy=POLICY)
         return account_id, meter.id
 
 
-def charge(url: str, *readings: R, price: Decimal = Decimal("1.0000")) -> list[Command]:
+def charge(url: str, *readings: R) -> list[Command]:
     with unit_of_work(url) as s:
-        result = charge_readings(s, readings, default_price_per_kwh=price, now=readings[-1].at)
-        return result.commands
+        return charge_readings(s, readings, policy=POLICY, now=readings[-1].at).commands
 
 
 def balance(url: str, account_id: int) -> Decimal:
@@ -135,7 +134,7 @@ def test_arrears_trips_once_and_a_sale_closes_again(db_url: str) -> None:
     with unit_of_work(db_url) as s:
         admin = s.scalars(select(operators.Operator)).one()
         result = sell(s, account_id=account_id, amount="50.00", payment_method="card",
-                      idempotency_key="form-1", operator=admin, now=at(100), max_amount=MAX_SALE)
+                      idempotency_key="form-1", operator=admin, now=at(100), policy=POLICY)
         assert result.balance == Decimal("10.00") - Decimal("11.7278") + Decimal("50.00")
     assert commands(db_url, meter_id) == [("trip", "queued"), ("close", "queued")]
     assert balance(db_url, account_id) == Decimal("48.2722")
@@ -156,7 +155,7 @@ def test_a_sale_posts_once_per_drawn_form(db_url: str) -> None:
         with unit_of_work(db_url) as s:
             admin = s.scalars(select(operators.Operator)).one()
             sell(s, account_id=account_id, amount="50.00", payment_method="cash",
-                 idempotency_key="form-42", operator=admin, now=at(5), max_amount=MAX_SALE)
+                 idempotency_key="form-42", operator=admin, now=at(5), policy=POLICY)
     assert balance(db_url, account_id) == Decimal("60.00")
     with unit_of_work(db_url) as s:
         assert ledger.entry_count(s, account_id) == 2
@@ -179,7 +178,7 @@ def test_a_bad_sale_is_refused_with_a_reason_and_saves_nothing(
     with pytest.raises(BillingError, match=message), unit_of_work(db_url) as s:
         admin = s.scalars(select(operators.Operator)).one()
         sell(s, account_id=account_id, amount=amount, payment_method="cash",
-             idempotency_key="bad", operator=admin, now=at(5), max_amount=MAX_SALE)
+             idempotency_key="bad", operator=admin, now=at(5), policy=POLICY)
     assert balance(db_url, account_id) == Decimal("10.00")
 
 
@@ -193,7 +192,7 @@ def test_only_an_operator_with_the_sell_permission_may_sell(db_url: str) -> None
             select(operators.Operator).where(operators.Operator.username == "viewer")
         ).one()
         sell(s, account_id=account_id, amount="10", payment_method="cash",
-             idempotency_key="v", operator=viewer, now=at(5), max_amount=MAX_SALE)
+             idempotency_key="v", operator=viewer, now=at(5), policy=POLICY)
     assert balance(db_url, account_id) == Decimal("10.00")
 
 
@@ -204,7 +203,7 @@ def test_a_sale_on_a_closed_account_is_refused(db_url: str) -> None:
     with pytest.raises(BillingError, match="closed"), unit_of_work(db_url) as s:
         admin = s.scalars(select(operators.Operator)).one()
         sell(s, account_id=account_id, amount="10", payment_method="cash",
-             idempotency_key="c", operator=admin, now=at(5), max_amount=MAX_SALE)
+             idempotency_key="c", operator=admin, now=at(5), policy=POLICY)
 
 
 def test_money_is_exact_in_the_database(db_url: str) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from collector.service import Collector
 from collector.simulator import GatewaySimulator
 from collector.tsdb import open_store
 from schema.db import unit_of_work
 from schema.models import Meter
-from tests.factories import make_site
+from tests.factories import POLICY, make_site
 
 
 async def collect_for_a_while(url: str, store_url: str) -> list[int]:
@@ -20,7 +19,7 @@ async def collect_for_a_while(url: str, store_url: str) -> list[int]:
     with unit_of_work(url) as s:
         meter_ids = [m.id for m in make_site(s, meters=2, port=sim.port).meters]
     store = open_store(store_url, url)
-    collector = Collector(url, store, interval_s=0.1, default_price_per_kwh=Decimal("1"))
+    collector = Collector(url, store, interval_s=0.1, policy=POLICY)
     task = asyncio.create_task(collector.run())
     try:
         while collector.cycles < 5:

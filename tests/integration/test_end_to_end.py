@@ -22,11 +22,10 @@ from collector.simulator import GatewaySimulator, SimulatedMeter
 from collector.tsdb_sql import SqlReadingStore
 from schema.db import unit_of_work
 from schema.models import Account, Command, Meter, Operator
-from tests.factories import MAX_SALE, make_site, open_account
+from tests.factories import POLICY, make_site, open_account
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SPEED = 3600.0  # one simulated hour per real second
-PRICE = Decimal("1.2000")
 
 
 def account_state(url: str, account_id: int) -> Decimal:
@@ -66,9 +65,9 @@ async def scenario(url: str) -> None:
         account_id = open_account(s, site, site.meters[0])
         sell(s, account_id=account_id, amount="10.00", payment_method="cash",
              idempotency_key="opening", operator=site.admin, now=datetime.now(UTC),
-             max_amount=MAX_SALE)
+             policy=POLICY)
     store = SqlReadingStore(url)
-    collector = Collector(url, store, interval_s=0.2, default_price_per_kwh=PRICE,
+    collector = Collector(url, store, interval_s=0.2, policy=POLICY,
                           command_poll_s=0.05)
     task = asyncio.create_task(collector.run())
     try:
@@ -95,7 +94,7 @@ async def scenario(url: str) -> None:
                 admin = s.get_one(Operator, site.admin.id)
                 return sell(s, account_id=account_id, amount="50.00", payment_method="card",
                             idempotency_key="counter-1", operator=admin,
-                            now=datetime.now(UTC), max_amount=MAX_SALE).balance
+                            now=datetime.now(UTC), policy=POLICY).balance
 
         assert await asyncio.to_thread(recharge) == balance_tripped + Decimal("50.00")
 

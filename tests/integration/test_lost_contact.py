@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 
 from collector.service import Collector
 from collector.simulator import GatewaySimulator
 from collector.tsdb_sql import SqlReadingStore
 from schema.db import unit_of_work
 from schema.models import Meter
-from tests.factories import make_site
+from tests.factories import POLICY, make_site
 
 
 def free_port() -> int:
@@ -38,7 +37,7 @@ async def scenario(url: str) -> None:
     with unit_of_work(url) as s:
         make_site(s, meters=2, port=port)
     store = SqlReadingStore(url)
-    collector = Collector(url, store, interval_s=0.1, default_price_per_kwh=Decimal("1"),
+    collector = Collector(url, store, interval_s=0.1, policy=POLICY,
                           lost_after=3)
     task = asyncio.create_task(collector.run())
     sim = GatewaySimulator([1, 2], port=port)

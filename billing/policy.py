@@ -1,0 +1,20 @@
+"""The site's money rules that come from settings, passed to every billing service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True)
+class BillingPolicy:
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    default_price_per_kwh: Decimal = Decimal("1.2000")
+    max_sale_amount: Decimal = Decimal("50000.00")
+    # 囤积金额上限: the most an account may hold after a sale.
+    hoarding_limit: Decimal = Decimal("100000.00")
+    alarm1_amount: Decimal = Decimal("50.00")
+    alarm2_amount: Decimal = Decimal("20.00")
+    command_ttl: timedelta = timedelta(minutes=10)
