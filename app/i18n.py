@@ -65,6 +65,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "Account {number} balance: {balance}.",
         "sale.restore": "Supply will be restored: a close command is queued for {count} meter(s).",
         "sale.new": "New sale",
+        "sale.receipt": "Receipt {receipt_no} (PDF)",
+        "sale.days_left": "At the last 7 days' usage the balance lasts about {days} days, "
+        "until {date}.",
         "method.cash": "Cash",
         "method.card": "Card",
         "method.transfer": "Bank transfer",
@@ -123,6 +126,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "sale.repeated": "该笔售电已经入账，没有重复收费。账户 {number} 余额 {balance}。",
         "sale.restore": "将恢复供电：已为 {count} 块电表排队合闸指令。",
         "sale.new": "新的售电",
+        "sale.receipt": "收据 {receipt_no}（PDF）",
+        "sale.days_left": "按最近 7 天的用电，余额约可用 {days} 天，至 {date}。",
         "method.cash": "现金",
         "method.card": "刷卡",
         "method.transfer": "银行转账",

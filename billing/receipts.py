@@ -18,11 +18,16 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fontTools.ttLib import TTCollection
 from fpdf import FPDF
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
+from billing.errors import NotFound
 from billing.money import format_money
+from schema.models import Account, AccountMeter, LedgerEntry, Meter, Operator, Unit
 
 KINDS = ("sale", "refund", "reversal")
 LANGUAGES = ("zh", "en")
@@ -409,3 +414,52 @@ def wrap(pdf: FPDF, text: str, width: float) -> list[str]:
                 line += char
         lines.append(line.rstrip())
     return lines
+
+
+def receipt_for_entry(
+    session: Session,
+    entry_id: int,
+    *,
+    site_name: str,
+    currency: str,
+    tz: ZoneInfo,
+    language: str = "zh",
+) -> ReceiptData:
+    """The receipt of a sale, refund or reversal as it stands in the ledger (for a reprint too)."""
+    entry = session.get(LedgerEntry, entry_id)
+    if entry is None or entry.kind not in KINDS or entry.receipt_no is None:
+        raise NotFound(f"No receipt for ledger entry {entry_id}")
+    account = session.get_one(Account, entry.account_id)
+    meters = session.execute(
+        select(Meter.serial, Unit.number)
+        .join(AccountMeter, AccountMeter.meter_id == Meter.id)
+        .outerjoin(Unit, Unit.id == Meter.unit_id)
+        .where(
+            AccountMeter.account_id == account.id,
+            AccountMeter.attached_at <= entry.effective_at,
+            or_(AccountMeter.detached_at.is_(None), AccountMeter.detached_at >= entry.effective_at),
+        )
+        .order_by(Meter.serial)
+    ).all()
+    operator = session.get(Operator, entry.operator_id) if entry.operator_id else None
+    note = entry.note
+    if entry.kind == "reversal" and entry.reference_id is not None:
+        reversed_no = session.get_one(LedgerEntry, entry.reference_id).receipt_no
+        note = note or f"reverses {reversed_no}"
+    return ReceiptData(
+        site_name=site_name,
+        receipt_no=entry.receipt_no,
+        kind=entry.kind,
+        account_number=account.number,
+        tenant_name=account.tenant_name,
+        units=[unit for _, unit in meters if unit],
+        meters=[serial for serial, _ in meters],
+        amount=abs(entry.amount).quantize(Decimal("0.01")),
+        balance_after=entry.balance_after.quantize(Decimal("0.01")),
+        currency=currency,
+        payment_method=entry.payment_method,
+        operator=(operator.display_name or operator.username) if operator else "system",
+        at_local=entry.effective_at.astimezone(tz),
+        note=note,
+        language=language,
+    )

@@ -48,6 +48,7 @@ a DST zone are therefore 23 or 25 hours long when the clocks change.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,6 @@ PRICE_PLACES = 4
 
 _ZERO = Decimal(0)
 _ONE_DAY = timedelta(days=1)
-_ONE_SECOND = timedelta(seconds=1)
 _MIDNIGHT = time(0)
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _MONTH_DAY = re.compile(r"(\d\d)-(\d\d)")
@@ -558,17 +558,18 @@ class TariffSchedule:
         instant = wall.replace(tzinfo=self._tz).astimezone(UTC)
         if instant.astimezone(self._tz).replace(tzinfo=None) == wall:
             return instant  # the wall time exists (on a fall-back day: its first occurrence)
-        # The clock skips this wall time. Read with the offset after the jump it lies before the
-        # jump, with the offset before it after: search between the two for the jump itself.
-        low = wall.replace(tzinfo=self._tz, fold=1).astimezone(UTC)
-        high = instant
-        while high - low > _ONE_SECOND:
-            middle = low + (high - low) // 2
-            if middle.astimezone(self._tz).replace(tzinfo=None) >= wall:
+        # The clock skips this wall time. Read with the offset after the jump it falls before
+        # the jump, with the offset before it after: search the whole seconds between for the
+        # jump itself (time zone transitions fall on whole seconds).
+        low = math.floor(wall.replace(tzinfo=self._tz, fold=1).timestamp())
+        high = math.ceil(instant.timestamp())
+        while high - low > 1:
+            middle = (low + high) // 2
+            if datetime.fromtimestamp(middle, self._tz).replace(tzinfo=None) >= wall:
                 high = middle
             else:
                 low = middle
-        return high
+        return datetime.fromtimestamp(high, UTC)
 
     def _midnight(self, on: date) -> datetime:
         return self._wall_to_utc(on, _MIDNIGHT)

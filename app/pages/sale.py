@@ -9,12 +9,13 @@ from typing import TypedDict
 import streamlit as st
 
 from app import auth
-from app.i18n import t
+from app.i18n import lang, t
 from billing import sales
 from billing.errors import BillingError
 from billing.money import format_money
 from billing.operators import can
-from billing.views import AccountChoice, open_accounts
+from billing.receipts import receipt_for_entry, render_receipt
+from billing.views import AccountChoice, balance_info, open_accounts
 from schema.db import unit_of_work
 from schema.models import Account
 from voltpay.settings import get_settings
@@ -28,11 +29,15 @@ RECEIPT = "sale_receipt"
 class Receipt(TypedDict):
     """A plain dict in session state: Streamlit re-executes this file, redefining its classes."""
 
+    entry_id: int
+    receipt_no: str
     account: str
     amount: Decimal
     balance: Decimal
     restored_meters: int
     repeated: bool
+    days_left: Decimal | None
+    runs_out_on: str | None
 
 
 def render() -> None:
@@ -110,13 +115,30 @@ def _post(account_id: int, amount: str, method: str, idempotency_key: str) -> Re
             policy=settings.billing_policy(),
         )
         account = session.get_one(Account, result.entry.account_id)
+        info = balance_info(session, account.id, now=auth.utcnow(), tz=settings.tz)
         return Receipt(
+            entry_id=result.entry.id,
+            receipt_no=result.entry.receipt_no or "",
+            days_left=info.days_left,
+            runs_out_on=info.runs_out_on.isoformat() if info.runs_out_on else None,
             account=account.number,
             amount=result.entry.amount,
             balance=result.balance,
             restored_meters=sum(1 for command in result.commands if command.kind == "close"),
             repeated=result.repeated,
         )
+
+
+@st.cache_data(max_entries=200, show_spinner=False)
+def _receipt_pdf(entry_id: int, language: str) -> bytes:
+    """A posted entry never changes, so its receipt is drawn once per language."""
+    settings = get_settings()
+    with unit_of_work(settings.database_url) as session:
+        data = receipt_for_entry(
+            session, entry_id, site_name=settings.site_name, currency=settings.currency,
+            tz=settings.tz, language="zh" if language == "zh" else "en",
+        )
+    return render_receipt(data)
 
 
 def _new_sale() -> None:
@@ -133,6 +155,16 @@ def _show_receipt(receipt: Receipt) -> None:
         )
     if receipt["restored_meters"]:
         st.info(t("sale.restore", count=receipt["restored_meters"]))
+    if receipt["days_left"] is not None and receipt["balance"] > 0:
+        st.caption(t("sale.days_left", days=receipt["days_left"], date=receipt["runs_out_on"]))
+    st.download_button(
+        t("sale.receipt", receipt_no=receipt["receipt_no"]),
+        data=_receipt_pdf(receipt["entry_id"], lang()),
+        file_name=f"receipt-{receipt['receipt_no']}.pdf",
+        mime="application/pdf",
+        key="sale_receipt_pdf",
+        icon=":material/receipt:",
+    )
     st.button(t("sale.new"), type="primary", key="sale_new", on_click=_new_sale)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -69,6 +70,8 @@ def test_cashier_sells_50_and_the_balance_rises_by_exactly_50(site: Site) -> Non
         f"Sale posted: 50.00 CNY to account 10003. New balance: {after:,.2f} CNY."
     ]
     assert not at.text_input  # the form waits for "New sale": a second click posts nothing
+    (download,) = at.get("download_button")
+    assert re.fullmatch(r"Receipt \d{8}-\d{4} \(PDF\)", download.proto.label)  # PDF offered
 
 
 def test_resubmitting_the_same_drawn_form_posts_once(site: Site) -> None:

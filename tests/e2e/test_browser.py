@@ -4,6 +4,7 @@ meter closed again by a sale."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from typing import TypeVar
 import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
 from billing.money import format_money
@@ -194,10 +196,13 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US")
     context.set_default_timeout(UI_TIMEOUT_MS)
     tab = context.new_page()
-    yield tab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=ARTIFACTS / f"{request.node.name}-last.png", full_page=True)
-    context.close()
+    try:
+        yield tab
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PlaywrightError):  # evidence only: never mask the test's result
+            tab.screenshot(path=ARTIFACTS / f"{request.node.name}-last.png", full_page=True)
+    finally:
+        context.close()
 
 
 def shot(page: Page, name: str) -> None:

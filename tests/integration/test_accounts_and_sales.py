@@ -6,6 +6,7 @@ ledger sums to the balance at every step (`balance()` checks it on every read).
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from billing import accounts, control, ledger, operators, sales
 from billing.charging import FinalReading, charge_readings
 from billing.errors import BillingError, PermissionDenied
 from billing.policy import BillingPolicy
+from billing.receipts import receipt_for_entry, render_receipt
 from billing.views import balance_info
 from schema.db import unit_of_work
 from schema.models import (
@@ -310,3 +312,16 @@ def test_a_meter_going_backwards_raises_an_anomaly_and_charges_nothing(db_url: s
         assert (alarm.kind, alarm.meter_id, alarm.value) == (
             "energy_backwards", meter_id, "900.00 → 3.00 kWh")
     assert balance(db_url, account_id) == Decimal("100.00")
+
+
+def test_a_sale_prints_a_receipt_with_the_chinese_tenant_name(db_url: str) -> None:
+    account_id, _ = shop(db_url)
+    entry = sell(db_url, account_id, "1234.50", "big-sale").entry
+    with unit_of_work(db_url) as s:
+        data = receipt_for_entry(s, entry.id, site_name="Metro Mall 地铁商城", currency="CNY",
+                                 tz=SHANGHAI)
+    text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=render_receipt(data),
+                          capture_output=True, check=True).stdout.decode()
+    for expected in ("福满面馆", "20261102-0002", "1,234.50", "1,334.50", "A101", "M00001",
+                     "地铁商城"):
+        assert expected in text, f"{expected!r} missing from the receipt"

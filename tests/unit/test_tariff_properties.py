@@ -110,9 +110,9 @@ def sites(draw: st.DrawFn) -> Site:
     inner = sorted(draw(st.lists(st.integers(1, span - 1), unique=True, max_size=10)))
     cuts = [start + timedelta(seconds=s) for s in [0, *inner, span]]
     changes = draw(st.lists(st.integers(1, span), unique=True, max_size=2))
-    versions = [
-        TariffVersion(start - timedelta(days=draw(st.integers(0, 40))), parse_spec(draw(spec_data())))
-    ] + [TariffVersion(start + timedelta(seconds=s), parse_spec(draw(spec_data()))) for s in changes]
+    effective = [start - timedelta(days=draw(st.integers(0, 40)))]
+    effective += [start + timedelta(seconds=s) for s in changes]
+    versions = [TariffVersion(at, parse_spec(draw(spec_data()))) for at in effective]
     holidays = draw(st.sets(st.dates(first_day, first_day + timedelta(days=25)), max_size=6))
     schedule = TariffSchedule(list(reversed(versions)), holidays, tz)
     period_energy = Decimal(draw(st.integers(0, 300)))
@@ -120,12 +120,14 @@ def sites(draw: st.DrawFn) -> Site:
 
 
 class Billing:
-    """What billing keeps between readings: consumption counted per tier period."""
+    """What billing keeps between readings: the current tier period and what it has counted.
+
+    A reading in another period than the one kept starts the count again from 0."""
 
     def __init__(self, site: Site) -> None:
         self.schedule = site.schedule
-        self.counted: dict[str, Decimal] = defaultdict(Decimal)
-        self.counted[site.schedule.period_key(site.start)] = site.period_energy_kwh
+        self.period = site.schedule.period_key(site.start)
+        self.counted = site.period_energy_kwh
         self.segments: list[Segment] = []
 
     def price(
@@ -135,15 +137,18 @@ class Billing:
         energy_kwh: Decimal,
         band_energy_kwh: dict[str, Decimal] | None = None,
     ) -> list[Segment]:
+        in_period = self.schedule.period_key(start) == self.period
         segments = self.schedule.price_interval(
             start,
             end,
             energy_kwh,
-            period_energy_kwh=self.counted[self.schedule.period_key(start)],
+            period_energy_kwh=self.counted if in_period else Decimal(0),
             band_energy_kwh=band_energy_kwh,
         )
         for segment in segments:
-            self.counted[segment.period] += segment.energy_kwh
+            if segment.period != self.period:
+                self.period, self.counted = segment.period, Decimal(0)
+            self.counted += segment.energy_kwh
         self.segments += segments
         return segments
 
@@ -172,14 +177,15 @@ def assert_well_formed(site: Site, start: datetime, end: datetime, segments: lis
 def assert_tiers_follow_consumption(site: Site, billing: Billing) -> None:
     """Each segment's tier holds the counted consumption it covers, and within one period
     and version the tier never goes down."""
-    counted: dict[str, Decimal] = defaultdict(Decimal)
-    counted[site.schedule.period_key(site.start)] = site.period_energy_kwh
+    period, counted = site.schedule.period_key(site.start), site.period_energy_kwh
     last_tier: dict[tuple[str, datetime], int] = {}
     for s in billing.segments:
         version = site.schedule.version_at(s.start)
         tiers = version.spec.tiers
-        before, after = counted[s.period], counted[s.period] + s.energy_kwh
-        counted[s.period] = after
+        if s.period != period:
+            period, counted = s.period, Decimal(0)
+        before = counted
+        after = counted = counted + s.energy_kwh
         if not tiers:
             assert s.tier == 0
             continue
