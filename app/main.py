@@ -1,8 +1,8 @@
 """Entry script and router: `streamlit run app/main.py`. The pages offered follow the role.
 
-Streamlit sees the `pages/` folder next to this script and may run a run in its legacy multipage
-mode, where a page whose URL path equals its file name runs without this router. Every page here
-therefore has a URL path that differs from its file name, so all runs pass through the router.
+The page files live in `app/screens/`, not `app/pages/`: Streamlit treats a `pages/` folder next
+to the entry script as a legacy multipage app and runs the first run after start without this
+router, so a bookmarked page then showed "Page not found".
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import streamlit as st
 
 from app import auth
 from app.i18n import language_switch, role_name, t
+from app.screens import login
 from billing.operators import can
 from schema.db import unit_of_work
 from voltpay.settings import get_settings
+
+PAGE_PATHS = ("meters", "sell")
 
 
 def no_access() -> None:
@@ -29,28 +32,33 @@ def main() -> None:
         operator = auth.current_operator(session)
     if operator is None or not operator.is_active:
         auth.log_out()
-        pages = [st.Page("pages/login.py", title=t("nav.login"), icon=":material/login:",
+        # A reload or a bookmark of a page asks for it while logged out: show the login there,
+        # so that after logging in the same address shows the page asked for.
+        pages = [st.Page("screens/login.py", title=t("nav.login"), icon=":material/login:",
                          url_path="sign-in")]
-    else:
-        pages = []
-        if can(operator, "view"):
-            pages.append(
-                st.Page("pages/overview.py", title=t("nav.overview"), icon=":material/bolt:",
-                        url_path="meters")
-            )
-        if can(operator, "sell"):
-            pages.append(
-                st.Page("pages/sale.py", title=t("nav.sale"), icon=":material/point_of_sale:",
-                        url_path="sell")
-            )
-        if not pages:
-            pages.append(st.Page(no_access, title=t("nav.no_access"), url_path="no-access"))
-        st.sidebar.markdown(
-            t("signed_in", name=operator.display_name or operator.username,
-              role=role_name(operator.role))
+        pages += [st.Page(login.render, title=t("nav.login"), url_path=path)
+                  for path in PAGE_PATHS]
+        st.navigation(pages, position="hidden").run()
+        return
+    pages = []
+    if can(operator, "view"):
+        pages.append(
+            st.Page("screens/overview.py", title=t("nav.overview"), icon=":material/bolt:",
+                    url_path="meters")
         )
-        st.sidebar.button(t("logout"), key="logout", on_click=auth.log_out,
-                          icon=":material/logout:")
+    if can(operator, "sell"):
+        pages.append(
+            st.Page("screens/sale.py", title=t("nav.sale"), icon=":material/point_of_sale:",
+                    url_path="sell")
+        )
+    if not pages:
+        pages.append(st.Page(no_access, title=t("nav.no_access"), url_path="no-access"))
+    st.sidebar.markdown(
+        t("signed_in", name=operator.display_name or operator.username,
+          role=role_name(operator.role))
+    )
+    st.sidebar.button(t("logout"), key="logout", on_click=auth.log_out,
+                      icon=":material/logout:")
     st.navigation(pages).run()
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
-from app.pages import overview
+from app.screens import overview
 from schema.db import unit_of_work
 from schema.models import Account, Meter
 from tests.app.support import Site

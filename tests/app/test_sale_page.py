@@ -17,14 +17,14 @@ from tests.app.support import TIMEOUT_S, Site
 
 
 def sale_page() -> None:
-    from app.pages.sale import render
+    from app.screens.sale import render
 
     render()
 
 
 def cashier_on_sale_page(site: Site) -> AppTest:
     at = site.open_app("cashier")
-    return at.switch_page("pages/sale.py").run()
+    return at.switch_page("screens/sale.py").run()
 
 
 def fill_in(at: AppTest, account: Account, amount: str, method: str = "cash") -> AppTest:
@@ -38,7 +38,7 @@ def test_a_viewer_has_no_sale_page(site: Site) -> None:
     at = site.open_app("viewer")
 
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/sale.py")
+        at.switch_page("screens/sale.py")
 
 
 def test_the_sale_page_itself_refuses_a_viewer(site: Site) -> None:
