@@ -19,12 +19,19 @@ def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, Acc
     """Load and row-lock accounts in id order, so two transactions never deadlock on them.
 
     PostgreSQL takes FOR UPDATE row locks; SQLite holds the database write lock from BEGIN.
+    An account this session loaded before is refreshed from the locked row (populate_existing):
+    else its balance would be the one read before the lock, and a sale committed in between
+    would be overwritten.
     """
     ids = sorted(set(account_ids))
     if not ids:
         return {}
     rows = session.scalars(
-        select(Account).where(Account.id.in_(ids)).order_by(Account.id).with_for_update()
+        select(Account)
+        .where(Account.id.in_(ids))
+        .order_by(Account.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     return {account.id: account for account in rows}
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing import audit, control, ledger, operators
@@ -46,18 +47,28 @@ def _post_money(
     **fields: object,
 ) -> PostResult:
     balance_before = account.balance
-    entry = ledger.post(
-        session,
-        account,
-        kind=kind,
-        amount=amount,
-        idempotency_key=key,
-        effective_at=now,
-        recorded_at=now,
-        receipt_no=ledger.next_receipt_no(session, now, policy.tz),
-        operator_id=operator.id if operator else None,
-        **fields,
-    )
+    try:
+        # The account lock serialises posts to this account, but not a post of the same key to
+        # another account: that one can commit between our _repeat check and our insert. The
+        # savepoint lets the unique constraint decide and keeps the caller's transaction usable.
+        with session.begin_nested():
+            entry = ledger.post(
+                session,
+                account,
+                kind=kind,
+                amount=amount,
+                idempotency_key=key,
+                effective_at=now,
+                recorded_at=now,
+                receipt_no=ledger.next_receipt_no(session, now, policy.tz),
+                operator_id=operator.id if operator else None,
+                **fields,
+            )
+            session.flush()
+    except IntegrityError:
+        if (repeated := _repeat(session, key, account)) is not None:
+            return repeated
+        raise
     audit.record(
         session, at=now, operator=operator, action=kind, target=account.number,
         amount=amount, balance_after=account.balance, receipt_no=entry.receipt_no,

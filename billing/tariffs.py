@@ -15,8 +15,8 @@ year end); the last season is the default. Tariffs are versioned: each version i
 its ``effective_from`` instant until the next one.
 
 Pricing an interval (``TariffSchedule.price_interval``)
-    * ``start < end``; ``energy_kwh >= 0`` (a meter going backwards is the caller's business);
-      zero energy prices as no segments at all.
+    * Times are aware (segments come back in UTC). ``start < end`` and ``energy_kwh >= 0``
+      (a meter going backwards is the caller's business); zero energy prices as no segments.
     * Without band registers the energy is taken as uniform over the interval and split in
       proportion to time at every boundary inside it: local midnights (so day, season, holiday
       and tier-period changes), band changes of the day's plan, and version changes. A meter
@@ -25,17 +25,20 @@ Pricing an interval (``TariffSchedule.price_interval``)
       within 0.0001 kWh) the meter's own band clock is trusted for the band and ours for the
       rest: each band's energy is priced at that band's price and spread over the interval's
       days, versions and tier periods in proportion to time. The registers are used as
-      proportions of ``energy_kwh``, so the total stays exactly ``energy_kwh``. For flat and
-      tiered versions they are ignored (band None).
+      proportions of ``energy_kwh``, so the total stays exactly ``energy_kwh``; registers
+      that add up to 0 are no information, and our clock is used. For flat and tiered versions
+      they are ignored (band None). Energy in a band the version has no price for is refused:
+      the meter's band clock does not match the tariff.
     * Tiers: consumption is counted from ``period_energy_kwh`` in the tier period containing
       ``start`` and from 0 in each later period (a new period is any change of period key, which
       includes a version that changes ``tier_period``). A piece that crosses a threshold is
       split exactly at it — all of its bands at the same fraction — and the split instant is
       placed in proportion to energy.
-    * Segments come back in time order, one per (piece, band, tier); pieces with the same start
-      are listed in ``BANDS`` order. They are never merged: every segment lies within one local
-      day, one version, one band period and one tier, so daily and per-band reports can add
-      them up directly. Segments with no energy are left out.
+    * Segments come back in time order, one per (piece, band, tier); segments with the same
+      start (band registers) are listed in ``BANDS`` order. They are never merged: every
+      segment lies within one local day, one version and one tier — and, by our clock, one
+      band period — so daily and per-band reports can add them up directly. Segments with no
+      energy are left out.
     * Exactness: proportional shares are differences of cumulative amounts rounded to 10^-12 kWh
       and the last share takes the remainder, so the segments' energies add up to
       ``energy_kwh`` exactly, none is negative, and splitting never loses or creates energy.
@@ -64,7 +67,7 @@ KINDS = ("flat", "tou", "tiered", "tou_tiered")
 TIER_PERIODS = ("month", "year")
 REGISTER_TOLERANCE_KWH = Decimal("0.0001")
 ENERGY_QUANTUM_KWH = Decimal("1e-12")  # grid of proportional shares (see the module docstring)
-PRICE_PLACES = 4
+PLACES = 4  # of prices, surcharges and tier thresholds
 
 _ZERO = Decimal(0)
 _ONE_DAY = timedelta(days=1)
@@ -233,14 +236,19 @@ def _decimal(value: Any, path: str) -> Decimal:
     return number
 
 
-def _price(value: Any, path: str, *, zero_allowed: bool = False) -> Decimal:
-    price = _decimal(value, path)
-    if price < 0 or (price == 0 and not zero_allowed):
+def _amount(value: Any, path: str, *, zero_allowed: bool) -> Decimal:
+    """A price, surcharge or threshold: positive (or 0 when allowed), at most 4 places."""
+    amount = _decimal(value, path)
+    if amount < 0 or (amount == 0 and not zero_allowed):
         _fail(path, f"{value!r} must be {'0 or more' if zero_allowed else 'above 0'}")
-    exponent = price.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -PRICE_PLACES:
-        _fail(path, f"{value!r} has more than {PRICE_PLACES} decimal places")
-    return price
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -PLACES:
+        _fail(path, f"{value!r} has more than {PLACES} decimal places")
+    return amount
+
+
+def _price(value: Any, path: str) -> Decimal:
+    return _amount(value, path, zero_allowed=False)
 
 
 def _time_of_day(value: Any, path: str) -> time:
@@ -326,7 +334,8 @@ def _parse_tiers(value: Any, kind: str) -> tuple[Tier, ...]:
                 + (" (added to the band price)" if kind == "tou_tiered" else ""),
             )
         _only(entry, ("from_kwh", amount), where)
-        from_kwh = _decimal(_required(entry, "from_kwh", f"{where}.from_kwh"), f"{where}.from_kwh")
+        threshold = f"{where}.from_kwh"
+        from_kwh = _amount(_required(entry, "from_kwh", threshold), threshold, zero_allowed=True)
         if i == 0 and from_kwh != 0:
             _fail(f"{where}.from_kwh", "the first tier must start at 0 kWh")
         if tiers and from_kwh <= tiers[-1].from_kwh:
@@ -334,7 +343,7 @@ def _parse_tiers(value: Any, kind: str) -> tuple[Tier, ...]:
                 f"{where}.from_kwh",
                 f"{from_kwh} kWh must be above the tier before it ({tiers[-1].from_kwh} kWh)",
             )
-        per_kwh = _price(
+        per_kwh = _amount(
             _required(entry, amount, f"{where}.{amount}"),
             f"{where}.{amount}",
             zero_allowed=kind == "tou_tiered",

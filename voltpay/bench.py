@@ -3,26 +3,59 @@
 - billing_readings_per_s: interval readings billed per second (SQLite, batches of 1,000).
 - meter_reads_per_s: meters read per second through the collector's Modbus client from one
   simulated gateway with 32 meters on loopback (two register blocks per meter).
+- billing_charge_10k_s: seconds for one `charge_readings` call, in one transaction, billing one
+  new reading on each of 10,000 meters (each on its own open account, time-of-use tariff) on
+  PostgreSQL.
+- sale_p99_ms: 99th-percentile latency of a sale (its own transaction, commit included) with 20
+  cashiers posting 1,000 sales at once on PostgreSQL, mostly to their own accounts, every fifth
+  to one of three accounts they all share.
+
+PostgreSQL: the server at VOLTPAY_BENCH_PG_URL (default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres), where the benchmark creates a temporary
+database, migrates it and drops it afterwards. When it cannot, it says so on stderr and exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from billing import accounts, operators
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from billing import accounts, operators, sales
 from billing.charging import charge_readings
 from billing.policy import BillingPolicy
 from collector.modbus import GatewayClient
 from collector.profiles import load_profile
 from collector.simulator import GatewaySimulator
-from schema.db import get_engine, migrate, unit_of_work
-from schema.models import Building, Floor, Gateway, Meter, Unit
+from schema.db import get_engine, migrate, normalise_url, unit_of_work
+from schema.models import (
+    Account,
+    AccountMeter,
+    Building,
+    Floor,
+    Gateway,
+    LedgerEntry,
+    Meter,
+    MeterBilling,
+    Operator,
+    Tariff,
+    TariffVersionRow,
+    Unit,
+)
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 POLICY = BillingPolicy()
@@ -91,9 +124,187 @@ async def _bench_reads(seconds: float = 3.0) -> float:
     return reads / elapsed
 
 
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# A time-of-use tariff whose peak starts at 10:10 local: the benched interval (10:00-10:15 in
+# Shanghai) is split across two bands for every meter.
+TOU_SPEC: dict[str, object] = {
+    "kind": "tou",
+    "band_prices": {"peak": "1.2345", "flat": "0.8765", "valley": "0.4321"},
+    "plans": {"standard": [
+        {"start": "00:00", "band": "valley"},
+        {"start": "08:00", "band": "flat"},
+        {"start": "10:10", "band": "peak"},
+        {"start": "22:00", "band": "valley"},
+    ]},
+    "seasons": [{"name": "all year", "plan": "standard"}],
+}
+METERS_PER_GATEWAY = 32
+OPENING = Decimal("1000.00")
+LOW_OPENING = Decimal("0.10")  # every 50th account: this interval takes it into arrears
+
+
+class NoPostgres(RuntimeError):
+    pass
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A migrated temporary database on the benchmark's PostgreSQL server, dropped after."""
+    admin_url = normalise_url(os.environ.get("VOLTPAY_BENCH_PG_URL", PG_ADMIN_URL))
+    shown = make_url(admin_url).render_as_string(hide_password=True)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"voltpay_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        raise NoPostgres(
+            f"PostgreSQL is not reachable at {shown} ({str(exc.orig).strip()}); start it or set "
+            "VOLTPAY_BENCH_PG_URL to a server where this user may create databases"
+        ) from None
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _bulk_site(url: str, meters: int) -> list[int]:
+    """`meters` meters on a time-of-use default tariff, each on its own open account with an
+    opening balance (a ledger entry) and a billing position at T0, inserted in bulk."""
+    engine = get_engine(url)
+    gateways = (meters + METERS_PER_GATEWAY - 1) // METERS_PER_GATEWAY
+    with engine.begin() as conn:
+        conn.execute(insert(Tariff), [{"id": 1, "name": "TOU", "kind": "tou",
+                                      "is_default": True, "created_at": T0}])
+        conn.execute(insert(TariffVersionRow), [{"tariff_id": 1, "effective_from": T0,
+                                                "spec": TOU_SPEC, "created_at": T0}])
+        conn.execute(insert(Gateway), [
+            {"id": g + 1, "name": f"GW{g:04d}", "host": "127.0.0.1", "port": 1502,
+             "transport": "tcp", "timeout_s": Decimal(1), "retries": 1, "enabled": True}
+            for g in range(gateways)
+        ])
+        conn.execute(insert(Meter), [
+            {"id": i + 1, "serial": f"M{i:05d}", "profile": "acrel_dtsy1352",
+             "gateway_id": i // METERS_PER_GATEWAY + 1, "bus_address": i % METERS_PER_GATEWAY + 1,
+             "ct_ratio": 1, "power_protect": False, "relay": "closed"}
+            for i in range(meters)
+        ])
+        opening = [LOW_OPENING if i % 50 == 49 else OPENING for i in range(meters)]
+        conn.execute(insert(Account), [
+            {"id": i + 1, "number": f"A{i:05d}", "tenant_name": f"Tenant {i}", "phone": "",
+             "id_number": "", "notes": "", "status": "open", "balance": opening[i],
+             "alarm_level": "normal", "opened_at": T0}
+            for i in range(meters)
+        ])
+        conn.execute(insert(AccountMeter), [
+            {"account_id": i + 1, "meter_id": i + 1, "attached_at": T0} for i in range(meters)
+        ])
+        conn.execute(insert(LedgerEntry), [
+            {"account_id": i + 1, "kind": "transfer", "amount": opening[i],
+             "balance_after": opening[i], "idempotency_key": f"bench-opening:{i + 1}",
+             "note": "opening balance", "effective_at": T0, "recorded_at": T0}
+            for i in range(meters)
+        ])
+        conn.execute(insert(MeterBilling), [
+            {"meter_id": i + 1, "billed_at": T0, "billed_energy_kwh": Decimal("100.00"),
+             "period": "2026-11", "period_energy_kwh": Decimal(0),
+             "period_cost_exact": Decimal(0), "period_charged": Decimal(0)}
+            for i in range(meters)
+        ])
+        for table in ("tariffs", "tariff_versions", "gateways", "meters", "accounts"):
+            conn.execute(text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            ))
+        conn.execute(text("ANALYZE"))
+    return list(range(1, meters + 1))
+
+
+def bench_charge_10k(url: str, meters: int = 10_000) -> float:
+    ids = _bulk_site(url, meters)
+    at = T0 + timedelta(minutes=15)
+    # 0.40 to 3.99 kWh in the quarter hour; readings registered to 0.01 kWh.
+    batch = [Reading(m, at, Decimal("100.00") + Decimal(40 + m * 37 % 360) / 100) for m in ids]
+    started = time.perf_counter()
+    with unit_of_work(url) as s:
+        result = charge_readings(s, batch, policy=POLICY, now=at)
+    elapsed = time.perf_counter() - started
+    if len(result.entries) != meters:
+        raise AssertionError(f"{len(result.entries)} charges for {meters} readings")
+    with unit_of_work(url) as s:  # the invariant still holds for every account
+        off = s.scalar(
+            select(func.count()).select_from(Account).where(
+                Account.balance != select(func.sum(LedgerEntry.amount))
+                .where(LedgerEntry.account_id == Account.id).scalar_subquery()
+            )
+        )
+        if off:
+            raise AssertionError(f"{off} accounts' balances differ from their ledgers")
+    return elapsed
+
+
+def bench_sale_p99(
+    url: str, cashiers: int = 20, sales_each: int = 50, own_accounts: int = 10,
+    shared_accounts: int = 3,
+) -> float:
+    """Sales (each its own transaction) by `cashiers` threads at once; the p99 latency in ms.
+
+    Cashier c sells to its own accounts in turn, and every fifth sale to one of the accounts all
+    cashiers share. The accounts are those set up by bench_charge_10k.
+    """
+    with unit_of_work(url) as s:
+        admin_id = operators.create_operator(
+            s, username="bench", password="bench-password", role="administrator", now=T0
+        ).id
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(cashiers)
+
+    def cashier(c: int) -> None:
+        start.wait()
+        for n in range(sales_each):
+            if n % 5 == 4:
+                account_id = 1 + (c + n) % shared_accounts
+            else:
+                account_id = shared_accounts + 1 + c * own_accounts + n % own_accounts
+            began = time.perf_counter()
+            with unit_of_work(url) as s:
+                sales.sell(s, account_id=account_id, amount="50.00", payment_method="cash",
+                           idempotency_key=f"bench-{c}-{n}", operator=s.get(Operator, admin_id),
+                           now=T0 + timedelta(hours=1), policy=POLICY)
+            took = time.perf_counter() - began
+            with lock:
+                latencies.append(took)
+
+    threads = [threading.Thread(target=cashier, args=(c,)) for c in range(cashiers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if len(latencies) != cashiers * sales_each:
+        raise AssertionError(f"{len(latencies)} of {cashiers * sales_each} sales posted")
+    latencies.sort()
+    return latencies[max(0, -(-len(latencies) * 99 // 100) - 1)] * 1000
+
+
 def main() -> None:
     print(f"bench billing_readings_per_s {bench_billing():.0f} readings/s", flush=True)
     print(f"bench meter_reads_per_s {asyncio.run(_bench_reads()):.0f} meters/s", flush=True)
+    try:
+        with pg_database() as url:
+            print(f"bench billing_charge_10k_s {bench_charge_10k(url):.2f} s", flush=True)
+            print(f"bench sale_p99_ms {bench_sale_p99(url):.1f} ms", flush=True)
+    except NoPostgres as exc:
+        print(f"bench: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

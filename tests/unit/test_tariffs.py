@@ -11,7 +11,7 @@ import copy
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -118,7 +118,7 @@ def utc(text: str) -> datetime:
 def schedule(
     *versions: tuple[str, Mapping[str, Any]],
     tz: ZoneInfo = SHANGHAI,
-    holidays: Iterable[date] = (),
+    holidays: Collection[date] = (),
 ) -> TariffSchedule:
     """Versions as (local effective-from, spec data) pairs."""
     return TariffSchedule(
@@ -438,7 +438,7 @@ def test_a_month_of_half_hourly_readings_matches_the_hand_computed_bill_to_the_c
         start = end
 
     assert energy_by_band(segments) == {"valley": D(300), "peak": D(1470), "flat": D(1806)}
-    tier_energy = defaultdict(D)
+    tier_energy: dict[int, Decimal] = defaultdict(D)
     for s in segments:
         tier_energy[s.tier] += s.energy_kwh
     assert tier_energy == {0: D(1000), 1: D(2000), 2: D(576)}
@@ -543,7 +543,7 @@ def test_energy_in_a_band_the_tariff_does_not_price_is_refused() -> None:
 # --------------------------------------------------------------------------------------------
 # Local wall time through DST (Europe/Berlin)
 # --------------------------------------------------------------------------------------------
-BERLIN_DAY = {
+BERLIN_DAY: dict[str, Any] = {
     "kind": "tou",
     "band_prices": {"peak": "0.3000", "valley": "0.1500", "deep_valley": "0.1000"},
     "plans": {
@@ -583,6 +583,26 @@ def test_the_spring_forward_day_has_23_hours_and_skipped_wall_times_start_at_the
     # 1 kWh an hour: valley 9 × 0.15 + deep valley 2 × 0.10 + peak 12 × 0.30
     # = 1.35 + 0.20 + 3.60 = 5.15
     assert cost(segments) == D("5.15")
+
+
+def test_of_two_band_starts_the_clock_skips_only_the_later_one_happens() -> None:
+    # Valley until 02:10, deep valley from 02:10, peak from 02:50: on 29 March the clock jumps
+    # from 02:00 straight to 03:00 (01:00 UTC), so both start at the jump and deep valley,
+    # which would last until the peak starts at the same instant, never happens that day.
+    skipped = copy.deepcopy(BERLIN_DAY)
+    skipped["plans"]["day"] = [
+        {"start": "00:00", "band": "valley"},
+        {"start": "02:10", "band": "deep_valley"},
+        {"start": "02:50", "band": "peak"},
+    ]
+    segments = one(skipped, tz=BERLIN).price_interval(
+        utc("2026-03-28 23:00"), utc("2026-03-29 22:00"), D(23), period_energy_kwh=D(0)
+    )
+    assert rows(segments, BERLIN) == [
+        ("03-29 00:00", "03-29 03:00", "valley", "0", "2", "0.1500"),
+        ("03-29 03:00", "03-30 00:00", "peak", "0", "21", "0.3000"),
+    ]
+    assert segments[0].end == utc("2026-03-29 01:00")
 
 
 def test_the_fall_back_day_has_25_hours() -> None:
@@ -722,6 +742,8 @@ def _edit(data: dict[str, Any], change: Callable[[dict[str, Any]], object]) -> d
          "tiers[0].from_kwh: the first tier must start at 0 kWh"),
         (lambda d: d["tiers"][2].update(from_kwh="900"),
          "tiers[2].from_kwh: 900 kWh must be above the tier before it (1000 kWh)"),
+        (lambda d: d["tiers"][1].update(from_kwh="1000.00005"),
+         "tiers[1].from_kwh: '1000.00005' has more than 4 decimal places"),
         (lambda d: d["tiers"][1].update(price="1.2"),
          "tiers[1].price: a tou_tiered tariff's tiers have a surcharge, not a price"),
         (lambda d: d["tiers"][1].update(surcharge="-0.05"),
