@@ -26,7 +26,7 @@ from billing import control, ledger
 from billing.money import to_charge
 from billing.policy import BillingPolicy
 from billing.pricing import Schedules
-from billing.tariffs import BANDS, Segment, TariffSchedule
+from billing.tariffs import BANDS, Segment, TariffError, TariffSchedule
 from schema.models import Account, AccountMeter, Alarm, Command, LedgerEntry, Meter, MeterBilling
 from schema.types import ScaledDecimal
 
@@ -121,6 +121,9 @@ def charge_readings(
             select(MeterBilling).where(MeterBilling.meter_id.in_(by_meter)).with_for_update()
         )
     }
+    # Every meter of these accounts (the alarm thresholds need all of them, not only the
+    # batch's), read once now: attachments do not change while the batch is charged.
+    held = control.meters_of_accounts(session, accounts)
     schedules = Schedules(session, policy)
 
     for meter in meters:
@@ -139,11 +142,22 @@ def charge_readings(
             else:
                 result.entries.append(entry)
 
-    for account in accounts.values():
-        result.commands += control.after_balance_change(
-            session, account, balances_before[account.id], policy=policy, now=now
-        )
+    ledger.assign_ids(session, result.entries)
+    result.commands += control.after_balance_changes(
+        session,
+        [(account, balances_before[account.id]) for account in accounts.values()],
+        policy=policy,
+        now=now,
+        meters=held,
+    )
     return result
+
+
+def _period_or_unknown(schedule: TariffSchedule, at: datetime) -> str:
+    try:
+        return schedule.period_key(at)
+    except TariffError:
+        return ""  # before the tariff's first version: the period starts with the next reading
 
 
 def _first_reading(
@@ -155,7 +169,7 @@ def _first_reading(
         billed_at=reading.at,
         billed_energy_kwh=reading.energy_kwh,
         billed_band_energy={k: str(v) for k, v in bands.items()} if bands else None,
-        period=schedule.period_key(reading.at),
+        period=_period_or_unknown(schedule, reading.at),
         period_energy_kwh=Decimal(0),
         period_cost_exact=Decimal(0),
         period_charged=Decimal(0),
@@ -176,33 +190,46 @@ def _charge_one(
     if reading.at <= state.billed_at:
         return None  # already billed: a repeated or late reading
     start, previous = state.billed_at, state.billed_energy_kwh
-    previous_bands = state.billed_band_energy
     bands = _bands(reading)
+    delta = reading.energy_kwh - previous
+    segments: list[Segment] = []
+    in_period = False
+    if delta >= 0 and account is not None:
+        band_delta = _band_delta(state.billed_band_energy, bands, delta)
+        try:
+            in_period = state.period == schedule.period_key(start)
+            period_energy = state.period_energy_kwh if in_period else Decimal(0)
+            try:
+                segments = schedule.price_interval(start, reading.at, delta,
+                                                   period_energy_kwh=period_energy,
+                                                   band_energy_kwh=band_delta)
+            except TariffError:
+                if band_delta is None:
+                    raise
+                # The meter's band clock puts energy in a band the tariff has no price for:
+                # trust our clock instead.
+                band_delta = None
+                segments = schedule.price_interval(start, reading.at, delta,
+                                                   period_energy_kwh=period_energy)
+        except TariffError as exc:
+            # Nothing moves: the billed position stays, so the interval is charged once the
+            # tariff is mended.
+            _raise_alarm(session, "tariff_error", meter, account, reading.at, str(exc),
+                         "This meter's readings cannot be priced; they will be charged as soon "
+                         "as its tariff covers them.", unless_open=True)
+            return None
+        meter.band_source = "registers" if band_delta is not None else "time"
     state.billed_at = reading.at
     state.billed_energy_kwh = reading.energy_kwh
     state.billed_band_energy = {k: str(v) for k, v in bands.items()} if bands else None
-    delta = reading.energy_kwh - previous
     if delta < 0:
-        session.add(
-            Alarm(
-                kind="energy_backwards", meter_id=meter.id,
-                account_id=account.id if account else None, raised_at=reading.at,
-                value=f"{previous:.2f} → {reading.energy_kwh:.2f} kWh",
-                detail="The meter's energy went backwards (replaced or reset): nothing was "
-                "charged and billing continues from the new reading.",
-            )
-        )
+        _raise_alarm(session, "energy_backwards", meter, account, reading.at,
+                     f"{previous:.2f} → {reading.energy_kwh:.2f} kWh",
+                     "The meter's energy went backwards (replaced or reset): nothing was "
+                     "charged and billing continues from the new reading.", unless_open=False)
         return None
     if account is None:
         return None  # no open account holds the meter: nobody to charge
-    band_delta = _band_delta(previous_bands, bands, delta)
-    meter.band_source = "registers" if band_delta is not None else "time"
-    in_period = state.period == schedule.period_key(start)
-    segments = schedule.price_interval(
-        start, reading.at, delta,
-        period_energy_kwh=state.period_energy_kwh if in_period else Decimal(0),
-        band_energy_kwh=band_delta,
-    )
     charge = _apply(state, segments, in_period)
     if charge <= 0:
         return None
@@ -219,6 +246,30 @@ def _charge_one(
         energy_kwh=delta,
         price_per_kwh=single_price.pop() if len(single_price) == 1 else None,
     )
+
+
+def _raise_alarm(
+    session: Session,
+    kind: str,
+    meter: Meter,
+    account: Account | None,
+    at: datetime,
+    value: str,
+    detail: str,
+    *,
+    unless_open: bool,
+) -> None:
+    """An alarm for the meter; with `unless_open`, not while one of the same kind is open."""
+    if unless_open and session.scalar(
+        select(Alarm.id).where(
+            Alarm.kind == kind, Alarm.meter_id == meter.id, Alarm.cleared_at.is_(None)
+        )
+    ):
+        return
+    session.add(
+            Alarm(kind=kind, meter_id=meter.id, account_id=account.id if account else None,
+                  raised_at=at, value=value[:200], detail=detail)
+        )
 
 
 def _apply(state: MeterBilling, segments: list[Segment], in_period: bool) -> Decimal:

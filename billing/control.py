@@ -5,6 +5,7 @@ Commands are written in the caller's transaction, so money never moves without i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -22,14 +23,39 @@ DEFAULT_TTL = timedelta(minutes=10)
 
 
 def account_meters(session: Session, account_id: int) -> list[Meter]:
-    return list(
-        session.scalars(
-            select(Meter)
-            .join(AccountMeter, AccountMeter.meter_id == Meter.id)
-            .where(AccountMeter.account_id == account_id, AccountMeter.detached_at.is_(None))
-            .order_by(Meter.id)
+    return meters_of_accounts(session, [account_id]).get(account_id, [])
+
+
+def meters_of_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, list[Meter]]:
+    """The meters attached to each account now, in meter id order: one query for a batch."""
+    ids = sorted(set(account_ids))
+    found: dict[int, list[Meter]] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(AccountMeter.account_id, Meter)
+        .join(AccountMeter, AccountMeter.meter_id == Meter.id)
+        .where(AccountMeter.account_id.in_(ids), AccountMeter.detached_at.is_(None))
+        .order_by(Meter.id)
+    ).all()
+    for account_id, meter in rows:
+        found.setdefault(account_id, []).append(meter)
+    return found
+
+
+def pending_kinds(session: Session, meter_ids: Iterable[int]) -> set[tuple[int, str]]:
+    """(meter id, kind) of every queued or sent trip and close command of these meters."""
+    ids = sorted(set(meter_ids))
+    if not ids:
+        return set()
+    rows = session.execute(
+        select(Command.meter_id, Command.kind).where(
+            Command.meter_id.in_(ids),
+            Command.kind.in_(("trip", "close")),
+            Command.state.in_(PENDING_STATES),
         )
-    )
+    ).all()
+    return {(meter_id, kind) for meter_id, kind in rows}
 
 
 def pending_command(session: Session, meter_id: int, kind: str) -> Command | None:
@@ -75,16 +101,28 @@ def queue_command(
 
 
 def trip_for_arrears(
-    session: Session, account: Account, *, now: datetime, ttl: timedelta = DEFAULT_TTL
+    session: Session,
+    account: Account,
+    *,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+    meters: list[Meter] | None = None,
+    pending: set[tuple[int, str]] | None = None,
 ) -> list[Command]:
-    """At balance <= 0, trip every meter of the account that is not power-protected."""
+    """At balance <= 0, trip every meter of the account that is not power-protected.
+
+    `meters` (the account's meters) and `pending` (pending_kinds of them) may come preloaded
+    for a batch of accounts; otherwise they are read here.
+    """
     if account.balance > 0:
         return []
+    meters = account_meters(session, account.id) if meters is None else meters
+    pending = pending_kinds(session, [m.id for m in meters]) if pending is None else pending
     queued = []
-    for meter in account_meters(session, account.id):
+    for meter in meters:
         if meter.power_protect or meter.relay == "open":
             continue
-        if pending_command(session, meter.id, "trip"):
+        if (meter.id, "trip") in pending:
             continue
         queued.append(
             queue_command(
@@ -102,16 +140,20 @@ def close_after_recharge(
     now: datetime,
     operator: Operator | None = None,
     ttl: timedelta = DEFAULT_TTL,
+    meters: list[Meter] | None = None,
+    pending: set[tuple[int, str]] | None = None,
 ) -> list[Command]:
     """After a sale lifts the balance above 0, close every meter that is (or is being) tripped."""
     if account.balance <= 0:
         return []
+    meters = account_meters(session, account.id) if meters is None else meters
+    pending = pending_kinds(session, [m.id for m in meters]) if pending is None else pending
     queued = []
-    for meter in account_meters(session, account.id):
-        tripping = pending_command(session, meter.id, "trip") is not None
+    for meter in meters:
+        tripping = (meter.id, "trip") in pending
         if meter.relay == "closed" and not tripping:
             continue
-        if pending_command(session, meter.id, "close") and not tripping:
+        if (meter.id, "close") in pending and not tripping:
             continue
         queued.append(
             queue_command(
@@ -126,11 +168,11 @@ ALARM_LEVELS = ("normal", "alarm1", "alarm2", "arrears")
 
 
 def thresholds(
-    session: Session, account: Account, policy: BillingPolicy
+    session: Session, account: Account, policy: BillingPolicy, meters: list[Meter] | None = None
 ) -> tuple[Decimal, Decimal]:
     """Alarm 1 and alarm 2 amounts: the account's own, else the highest set on its meters
     (the most cautious), else the site defaults."""
-    meters = account_meters(session, account.id)
+    meters = account_meters(session, account.id) if meters is None else meters
     levels = []
     for own, on_meter, default in (
         (account.alarm1_amount, [m.alarm1_amount for m in meters], policy.alarm1_amount),
@@ -161,16 +203,52 @@ def after_balance_change(
     operator: Operator | None = None,
 ) -> list[Command]:
     """Refresh the alarm level; trip on arrears, close when a balance leaves arrears."""
-    account.alarm_level = alarm_level(account.balance, *thresholds(session, account, policy))
-    if account.status != "open":
-        return []
-    if account.balance <= 0:
-        return trip_for_arrears(session, account, now=now, ttl=policy.command_ttl)
-    if balance_before <= 0:
-        return close_after_recharge(
-            session, account, now=now, operator=operator, ttl=policy.command_ttl
+    return after_balance_changes(
+        session, [(account, balance_before)], policy=policy, now=now, operator=operator
+    )
+
+
+def after_balance_changes(
+    session: Session,
+    changes: Iterable[tuple[Account, Decimal]],
+    *,
+    policy: BillingPolicy,
+    now: datetime,
+    operator: Operator | None = None,
+    meters: Mapping[int, list[Meter]] | None = None,
+) -> list[Command]:
+    """after_balance_change for a batch of (account, balance before): the accounts' meters are
+    read in one query (or come preloaded as `meters`, from meters_of_accounts), and their
+    pending commands in one more only when some account is in or leaving arrears."""
+    changes = list(changes)
+    if meters is None:
+        meters = meters_of_accounts(session, [account.id for account, _ in changes])
+    for account, _ in changes:
+        own = meters.get(account.id, [])
+        account.alarm_level = alarm_level(
+            account.balance, *thresholds(session, account, policy, own)
         )
-    return []
+    acting = [
+        (account, before)
+        for account, before in changes
+        if account.status == "open" and (account.balance <= 0 or before <= 0)
+    ]
+    pending = pending_kinds(
+        session, [m.id for account, _ in acting for m in meters.get(account.id, [])]
+    ) if acting else set()
+    commands: list[Command] = []
+    for account, before in acting:
+        own = meters.get(account.id, [])
+        if account.balance <= 0:
+            commands += trip_for_arrears(
+                session, account, now=now, ttl=policy.command_ttl, meters=own, pending=pending
+            )
+        elif before <= 0:
+            commands += close_after_recharge(
+                session, account, now=now, operator=operator, ttl=policy.command_ttl,
+                meters=own, pending=pending,
+            )
+    return commands
 
 
 def account_of_meter(session: Session, meter_id: int) -> Account | None:

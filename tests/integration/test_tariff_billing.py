@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from billing import pricing
 from billing.charging import FinalReading, charge_readings
 from schema.db import unit_of_work
-from schema.models import Account, LedgerEntry, Meter, Operator
+from schema.models import Account, Alarm, LedgerEntry, Meter, MeterBilling, Operator
 from tests.factories import POLICY, make_site, open_account
 
 SHANGHAI = POLICY.tz
@@ -123,3 +123,40 @@ def test_a_scheduled_change_cannot_start_in_the_past(db_url: str) -> None:
             assert "not in the past" in str(exc)
         else:
             raise AssertionError("a change in the past was accepted")
+
+
+def test_a_band_the_tariff_does_not_price_falls_back_to_our_clock(db_url: str) -> None:
+    """The meter says 2 kWh were 'deep_valley'; the tariff has no such band. The interval
+    (10:00-11:00, all peak by our clock) is priced by time instead: 2 × 1.10 = 2.20."""
+    account_id, meter_id = shop_on_tariff(db_url)
+    start = datetime(2026, 11, 2, 10, 0, tzinfo=SHANGHAI)
+    bands = {"sharp": Decimal(0), "peak": Decimal(0), "flat": Decimal(0),
+             "valley": Decimal(0), "deep_valley": Decimal("100")}
+    later = {**bands, "deep_valley": Decimal("102")}
+    with unit_of_work(db_url) as s:
+        s.get_one(Account, account_id).balance = Decimal(0)
+        charge_readings(s, [FinalReading(meter_id, start, Decimal("100"), bands),
+                            FinalReading(meter_id, start + timedelta(hours=1), Decimal("102"),
+                                         later)], policy=POLICY, now=start)
+        assert s.get_one(Account, account_id).balance == Decimal("-2.2000")
+        assert s.get_one(Meter, meter_id).band_source == "time"
+
+
+def test_readings_no_tariff_version_covers_wait_with_an_alarm(db_url: str) -> None:
+    account_id, meter_id = shop_on_tariff(db_url)
+    before = MONTH_START - timedelta(hours=2)  # the tariff starts on 1 November
+    with unit_of_work(db_url) as s:
+        balance = s.get_one(Account, account_id).balance
+        for minutes in (0, 30, 60):
+            charge_readings(s, [FinalReading(meter_id, before + timedelta(minutes=minutes),
+                                             Decimal(100 + minutes))], policy=POLICY, now=before)
+        assert s.get_one(Account, account_id).balance == balance
+        (alarm,) = s.scalars(select(Alarm)).all()  # raised once, not per reading
+        assert alarm.kind == "tariff_error"
+        assert s.get_one(MeterBilling, meter_id).billed_at == before  # nothing moved on
+        s.get_one(Meter, meter_id).tariff_id = None  # mended: the site's flat price applies
+    with unit_of_work(db_url) as s:
+        charge_readings(s, [FinalReading(meter_id, before + timedelta(minutes=90),
+                                         Decimal(190))], policy=POLICY, now=before)
+        # the whole 90 kWh since the last billed reading, at the default 1.20
+        assert s.get_one(Account, account_id).balance == balance - Decimal("108.00")
