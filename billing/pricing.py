@@ -3,7 +3,7 @@ or the default flat price from settings — loaded once per billing batch."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -116,3 +116,40 @@ def add_version(
                  effective_from=effective_from.isoformat())
     session.flush()
     return row
+
+
+def set_holiday(
+    session: Session,
+    on_date: date,
+    *,
+    name: str,
+    operator: Operator | None,
+    now: datetime,
+) -> Holiday:
+    """Add (or rename) a date in the holiday calendar: time-of-use tariffs with a holiday plan
+    use it for that local date."""
+    operators.require(operator, "configure")
+    if not name.strip():
+        raise BillingError("A holiday needs a name")
+    holiday = session.get(Holiday, on_date)
+    if holiday is None:
+        holiday = Holiday(on_date=on_date, name=name.strip())
+        session.add(holiday)
+    else:
+        holiday.name = name.strip()
+    audit.record(session, at=now, operator=operator, action="holiday.set",
+                 target=on_date.isoformat(), name=name.strip())
+    session.flush()
+    return holiday
+
+
+def remove_holiday(
+    session: Session, on_date: date, *, operator: Operator | None, now: datetime
+) -> None:
+    operators.require(operator, "configure")
+    holiday = session.get(Holiday, on_date)
+    if holiday is None:
+        raise NotFound(f"{on_date.isoformat()} is not in the holiday calendar")
+    session.delete(holiday)
+    audit.record(session, at=now, operator=operator, action="holiday.remove",
+                 target=on_date.isoformat())

@@ -160,3 +160,26 @@ def test_readings_no_tariff_version_covers_wait_with_an_alarm(db_url: str) -> No
                                          Decimal(190))], policy=POLICY, now=before)
         # the whole 90 kWh since the last billed reading, at the default 1.20
         assert s.get_one(Account, account_id).balance == balance - Decimal("108.00")
+
+
+def test_a_holiday_in_the_calendar_uses_the_holiday_plan(db_url: str) -> None:
+    """With a holiday plan of valley all day, 2 kWh at noon on a holiday cost 2 × 0.30 = 0.60
+    instead of sharp's 2 × 1.30."""
+    spec = {**SPEC, "plans": {**SPEC["plans"], "holiday": [{"start": "00:00", "band": "valley"}]},
+            "holiday_plan": "holiday"}
+    noon = datetime(2026, 11, 11, 12, 0, tzinfo=SHANGHAI)
+    with unit_of_work(db_url) as s:
+        site = make_site(s)
+        tariff = pricing.create_tariff(s, name="With holidays", spec=spec,
+                                       effective_from=MONTH_START, operator=site.admin,
+                                       now=MONTH_START)
+        pricing.set_holiday(s, noon.date(), name="Mall anniversary 商场周年庆",
+                            operator=site.admin, now=MONTH_START)
+        site.meters[0].tariff_id = tariff.id
+        account_id = open_account(s, site, site.meters[0])
+        meter_id = site.meters[0].id
+    with unit_of_work(db_url) as s:
+        charge_readings(s, [FinalReading(meter_id, noon, Decimal("10")),
+                            FinalReading(meter_id, noon + timedelta(hours=1), Decimal("12"))],
+                        policy=POLICY, now=noon)
+        assert s.get_one(Account, account_id).balance == Decimal("-0.6000")
