@@ -81,3 +81,23 @@ def alembic_config(url: str) -> Config:
 def migrate(url: str) -> None:
     """Bring the database to the newest schema revision."""
     command.upgrade(alembic_config(url), "head")
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def require_current(url: str) -> None:
+    """Refuse to work on a database that is not migrated to the newest schema, saying why."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with get_engine(url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        state = "has no Voltpay schema" if current is None else f"is at revision {current}"
+        raise SchemaOutOfDate(
+            f"The database {make_url(normalise_url(url)).render_as_string()} {state}; "
+            f"the code needs revision {head}. Run `voltpay migrate` (or `make run`) first."
+        )

@@ -9,11 +9,13 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 
-from schema.db import migrate, unit_of_work
+from schema.db import SchemaOutOfDate, migrate, require_current, unit_of_work
 from voltpay.settings import Settings, get_settings
 
 log = logging.getLogger("voltpay")
@@ -30,6 +32,23 @@ def _logging(verbose: bool = False) -> None:
     )
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def run_until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run until done, Ctrl-C or SIGTERM (how `voltpay run` stops its children): a signal
+    cancels the work, so it shuts down through its own cleanup, quietly."""
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+
+    asyncio.run(main())
 
 
 def setup(settings: Settings, *, seed: bool) -> str | None:
@@ -114,8 +133,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             log.info("simulating %d meters on %s:%d (speed ×%g)", len(sim.meters), sim.host,
                      sim.port, args.speed)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(simulators, on_started=started))
+    run_until_signalled(serve_forever(simulators, on_started=started))
     return 0
 
 
@@ -131,8 +149,7 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         policy=settings.billing_policy(),
     )
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(collector.run())
+        run_until_signalled(collector.run())
     finally:
         store.close()
     return 0
@@ -179,13 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # `voltpay run` stops its children with SIGTERM: treat it like Ctrl-C so they shut down cleanly.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     _logging(args.verbose)
     settings = get_settings()
     try:
+        if args.func not in (cmd_migrate, cmd_run):
+            require_current(settings.database_url)
         return int(args.func(args, settings))
+    except SchemaOutOfDate as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `voltpay status | head`: the reader left; not an error
         sys.stderr.close()
         return 0

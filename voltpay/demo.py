@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing import accounts
+from billing import accounts, pricing
 from billing.policy import BillingPolicy
 from schema.models import Building, Floor, Gateway, Meter, Operator, Unit
 
@@ -24,6 +24,33 @@ TENANTS = (
     "Sunrise Optics 日出眼镜", "Peach Blossom Florist 桃花花店", "Silver Thread Tailor 银线裁缝",
     "Metro Coffee 地铁咖啡", "Red Lantern Hotpot 红灯笼火锅", "Bamboo Bookstore 竹林书店",
 )
+
+
+# A commercial time-of-use tariff with a monthly ladder surcharge, the site's default. Its day
+# plan is the simulated meters' own band clock, so they are billed from their band registers.
+DEMO_TARIFF: dict[str, object] = {
+    "kind": "tou_tiered",
+    "band_prices": {"sharp": "1.4500", "peak": "1.2000", "flat": "0.8500", "valley": "0.4500"},
+    "plans": {
+        "standard": [
+            {"start": "00:00", "band": "valley"},
+            {"start": "08:00", "band": "peak"},
+            {"start": "11:00", "band": "flat"},
+            {"start": "17:00", "band": "peak"},
+            {"start": "19:00", "band": "sharp"},
+            {"start": "21:00", "band": "peak"},
+            {"start": "22:00", "band": "flat"},
+            {"start": "23:00", "band": "valley"},
+        ]
+    },
+    "seasons": [{"name": "all year", "plan": "standard"}],
+    "tiers": [
+        {"from_kwh": "0", "surcharge": "0"},
+        {"from_kwh": "2000", "surcharge": "0.0500"},
+        {"from_kwh": "5000", "surcharge": "0.1500"},
+    ],
+    "tier_period": "month",
+}
 
 
 def site_is_empty(session: Session) -> bool:
@@ -45,6 +72,10 @@ def seed_demo_site(
     shops have no account (not opened). Returns the number of meters created.
     """
     rng = random.Random(20261125)
+    pricing.create_tariff(
+        session, name="Commercial TOU 商业分时", spec=DEMO_TARIFF, effective_from=now,
+        operator=admin, now=now, is_default=True,
+    )
     gateways = [
         Gateway(name=f"GW-{i + 1:02d}", host=gateway_host, port=first_port + i, transport="tcp")
         for i in range(GATEWAYS)
