@@ -1,9 +1,18 @@
 """The collector: one task and one client per gateway, reads on interval slots, commands first.
 
 Gateways run in parallel; within a gateway every request is sequential, because the RS-485 bus
-behind it carries one request at a time. Readings from all gateways flow into one sink task that
-writes them to the time-series store and bills them in one database transaction per batch, so the
-relational database sees one writer however many gateways there are.
+behind it carries one request at a time. Reads happen once per interval slot on the wall clock
+(a 30-minute interval reads at :00 and :30), and every reading of a slot carries the slot's
+start as its time. Readings from all gateways flow into one sink task that writes them to the
+time-series store and bills them in one database transaction per batch, so the relational
+database sees one writer however many gateways there are.
+
+A meter that does not answer costs its bus at most one timeout per cycle: a failed read is not
+retried within the cycle, the meter's other blocks are skipped, and a meter that keeps failing
+is only probed every few cycles. A gateway that refuses connections is tried again with a
+capped back-off. A meter with no good read for `lost_after` slots, and a gateway unreachable
+for as many, are marked lost with the time contact was lost; they are marked back when they
+answer.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from billing.charging import charge_readings
 from billing.policy import BillingPolicy
-from collector.modbus import GatewayClient, GatewayUnreachable, ModbusError
+from collector.modbus import GatewayClient, GatewayUnreachable, Link, ModbusError
 from collector.profiles import DeviceProfile, load_profile
 from collector.readings import MeterReading, ReadingStore
 from schema import measurements as m
@@ -30,6 +39,9 @@ from schema.models import Command, Floor, Gateway, Meter, Unit
 
 log = logging.getLogger(__name__)
 RETRY_COMMAND_AFTER_S = 2.0
+MAX_PROBE_EVERY = 4  # a meter that keeps failing is still tried at least every 4th cycle
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 30.0
 
 
 def utcnow() -> datetime:
@@ -49,11 +61,7 @@ class MeterTarget:
 class GatewayTarget:
     gateway_id: int
     name: str
-    host: str
-    port: int
-    transport: str
-    timeout_s: float
-    retries: int
+    link: Link
     interval_s: float | None
     meters: tuple[MeterTarget, ...]
 
@@ -69,7 +77,30 @@ class CommandJob:
 @dataclass
 class Batch:
     readings: list[MeterReading] = field(default_factory=list)
-    lost: dict[int, datetime] = field(default_factory=dict)  # meter id -> first failure
+    lost: dict[int, datetime] = field(default_factory=dict)  # meter id -> last good contact
+    gateways_lost: dict[int, datetime] = field(default_factory=dict)
+    gateways_seen: dict[int, datetime] = field(default_factory=dict)
+
+
+@dataclass
+class Health:
+    """Contact state of a meter or gateway, kept in memory by its gateway task."""
+
+    failures: int = 0  # consecutive failed cycles
+    since: datetime | None = None  # when contact was last good (or first failed)
+    skip: int = 0  # cycles still to skip before the next probe
+
+    def failed(self, at: datetime) -> int:
+        if self.failures == 0:
+            self.since = at
+        self.failures += 1
+        self.skip = min(2 ** (self.failures - 1), MAX_PROBE_EVERY) - 1
+        return self.failures
+
+    def recovered(self) -> bool:
+        was_failing = self.failures > 0
+        self.failures, self.skip, self.since = 0, 0, None
+        return was_failing
 
 
 def load_site(session: Session) -> list[GatewayTarget]:
@@ -97,10 +128,11 @@ def load_site(session: Session) -> list[GatewayTarget]:
                 MeterTarget(meter.id, meter.serial, meter.bus_address,
                             load_profile(meter.profile), tags)
             )
+        link = Link(transport=gw.transport, host=gw.host, port=gw.port,
+                    timeout_s=float(gw.timeout_s))
         targets.append(
             GatewayTarget(
-                gateway_id=gw.id, name=gw.name, host=gw.host, port=gw.port,
-                transport=gw.transport, timeout_s=float(gw.timeout_s), retries=gw.retries,
+                gateway_id=gw.id, name=gw.name, link=link,
                 interval_s=float(gw.interval_s) if gw.interval_s else None,
                 meters=tuple(meters),
             )
@@ -134,8 +166,6 @@ class Collector:
         self._meters: dict[int, MeterTarget] = {}
         self._in_flight: set[int] = set()
         self._not_before: dict[int, float] = {}
-        self._failures: dict[int, tuple[int, datetime]] = {}
-        self._unreachable: set[int] = set()
 
     async def run(self) -> None:
         """Collect until cancelled."""
@@ -145,7 +175,7 @@ class Collector:
             group.create_task(self._sink_loop())
             group.create_task(self._command_loop())
             for target in targets:
-                group.create_task(self._gateway_loop(target))
+                group.create_task(GatewayTask(self, target).run())
 
     def _load_site(self) -> list[GatewayTarget]:
         with unit_of_work(self.database_url) as session:
@@ -157,99 +187,6 @@ class Collector:
                 self._meters[meter.meter_id] = meter
         return targets
 
-    # --- reading -------------------------------------------------------------------------
-
-    async def _gateway_loop(self, target: GatewayTarget) -> None:
-        loop = asyncio.get_running_loop()
-        interval = target.interval_s or self.interval_s
-        client = GatewayClient(
-            target.host, target.port, transport=target.transport,
-            timeout_s=target.timeout_s, retries=target.retries,
-        )
-        queue = self._commands[target.gateway_id]
-        next_slot = loop.time()
-        try:
-            while True:
-                while not queue.empty():
-                    await self._execute(client, queue.get_nowait())
-                wait = next_slot - loop.time()
-                if wait > 0:
-                    try:
-                        job = await asyncio.wait_for(queue.get(), timeout=wait)
-                    except TimeoutError:
-                        continue
-                    await self._execute(client, job)
-                    continue
-                await self._read_cycle(client, target)
-                # The next slot on the interval grid; a cycle that overran skips missed slots.
-                next_slot = math.floor(loop.time() / interval + 1) * interval
-        finally:
-            client.close()
-
-    async def _read_cycle(self, client: GatewayClient, target: GatewayTarget) -> None:
-        at = self.clock()
-        batch = Batch()
-        queue = self._commands[target.gateway_id]
-        unreachable: GatewayUnreachable | None = None
-        for meter in target.meters:
-            while not queue.empty():  # commands run ahead of the next read on their bus
-                await self._execute(client, queue.get_nowait())
-            if unreachable is None:
-                try:
-                    batch.readings.append(await self._read_meter(client, meter, at))
-                except GatewayUnreachable as exc:
-                    unreachable = exc  # every other meter behind it fails this cycle too
-                except ModbusError as exc:
-                    self._failed(meter, at, batch, exc)
-                    continue
-                else:
-                    if self._failures.pop(meter.meter_id, None):
-                        log.info("meter %s answers again", meter.serial)
-                    continue
-            self._failed(meter, at, batch, None)
-        if unreachable is not None and target.gateway_id not in self._unreachable:
-            log.warning("%s", unreachable)
-            self._unreachable.add(target.gateway_id)
-        elif unreachable is None and target.gateway_id in self._unreachable:
-            log.info("gateway %s answers again", target.name)
-            self._unreachable.discard(target.gateway_id)
-        self.cycles += 1
-        await self._sink.put(batch)
-
-    def _failed(
-        self, meter: MeterTarget, at: datetime, batch: Batch, error: ModbusError | None
-    ) -> None:
-        """Count a failed read; log it once while it lasts; mark the meter lost after N."""
-        count, since = self._failures.get(meter.meter_id, (0, at))
-        self._failures[meter.meter_id] = (count + 1, since)
-        if count == 0 and error is not None:
-            log.warning("meter %s: %s", meter.serial, error)
-        if count + 1 >= self.lost_after:
-            batch.lost[meter.meter_id] = since
-
-    async def _read_meter(
-        self, client: GatewayClient, meter: MeterTarget, at: datetime
-    ) -> MeterReading:
-        profile = meter.profile
-        registers = {
-            block.name: await client.read(
-                meter.bus_address, block.function, block.address, block.count
-            )
-            for block in profile.blocks
-        }
-        values = profile.decode(registers)
-        return MeterReading(
-            meter_id=meter.meter_id,
-            at=at,
-            energy_kwh=values["energy_kwh"],
-            band_energy_kwh=profile.band_energy(values),
-            power_kw=values.get("power_kw"),
-            voltage_v=values.get("voltage_v"),
-            current_a=values.get("current_a"),
-            relay_closed=profile.relay_closed(values),
-            tags={m.TAG_METER: str(meter.meter_id), **meter.tags},
-        )
-
     # --- storing and billing -------------------------------------------------------------
 
     async def _sink_loop(self) -> None:
@@ -259,6 +196,8 @@ class Collector:
                 more = self._sink.get_nowait()
                 batch.readings += more.readings
                 batch.lost.update(more.lost)
+                batch.gateways_lost.update(more.gateways_lost)
+                batch.gateways_seen.update(more.gateways_seen)
             try:
                 await asyncio.to_thread(self._persist, batch)
             except Exception:
@@ -288,6 +227,13 @@ class Collector:
                 meter.lost_since = None
                 if reading.relay_closed is not None:
                     meter.relay = "closed" if reading.relay_closed else "open"
+            touched = set(batch.gateways_lost) | set(batch.gateways_seen)
+            for gateway in session.scalars(select(Gateway).where(Gateway.id.in_(touched))):
+                if gateway.id in batch.gateways_seen:
+                    gateway.last_contact_at = batch.gateways_seen[gateway.id]
+                    gateway.lost_since = None
+                elif gateway.lost_since is None:
+                    gateway.lost_since = batch.gateways_lost[gateway.id]
             charge_readings(session, batch.readings, policy=self.policy, now=now)
 
     # --- commands ------------------------------------------------------------------------
@@ -318,7 +264,7 @@ class Collector:
             ).all()
             return [CommandJob(c.id, c.meter_id, c.kind, c.expires_at) for c in rows]
 
-    async def _execute(self, client: GatewayClient, job: CommandJob) -> None:
+    async def execute(self, client: GatewayClient, job: CommandJob) -> None:
         try:
             await self._run_command(client, job)
         finally:
@@ -339,7 +285,7 @@ class Collector:
         want_closed = job.kind == "close"
         try:
             await client.write(meter.bus_address, control.function, control.address, control.values)
-            reading = await self._read_meter(client, meter, self.clock())
+            reading = await read_meter(client, meter, self.clock())
         except ModbusError as exc:
             await asyncio.to_thread(self._retry_later, job, str(exc))
             return
@@ -379,3 +325,156 @@ class Collector:
                 meter = session.get_one(Meter, job.meter_id)
                 meter.relay = "closed" if reading.relay_closed else "open"
         self._not_before.pop(job.command_id, None)
+
+
+async def read_meter(client: GatewayClient, meter: MeterTarget, at: datetime) -> MeterReading:
+    """Read every register block of the meter's profile and decode them into a reading."""
+    profile = meter.profile
+    registers = {
+        block.name: await client.read(meter.bus_address, block.function, block.address,
+                                      block.count)
+        for block in profile.blocks
+    }
+    values = profile.decode(registers)
+    return MeterReading(
+        meter_id=meter.meter_id,
+        at=at,
+        energy_kwh=values["energy_kwh"],
+        band_energy_kwh=profile.band_energy(values),
+        power_kw=values.get("power_kw"),
+        voltage_v=values.get("voltage_v"),
+        current_a=values.get("current_a"),
+        relay_closed=profile.relay_closed(values),
+        tags={m.TAG_METER: str(meter.meter_id), **meter.tags},
+    )
+
+
+class GatewayTask:
+    """Everything one gateway does: connect, run its commands, read its meters each slot."""
+
+    def __init__(self, collector: Collector, target: GatewayTarget) -> None:
+        self.collector = collector
+        self.target = target
+        self.interval = target.interval_s or collector.interval_s
+        self.client = GatewayClient(target.link)
+        self.queue = collector._commands[target.gateway_id]
+        self.health = {meter.meter_id: Health() for meter in target.meters}
+        self.gateway = Health()
+        self.reconnect_wait = RECONNECT_FIRST_S
+
+    def _slot(self) -> int:
+        return math.floor(self.collector.clock().timestamp() / self.interval)
+
+    def _slot_start(self, slot: int) -> datetime:
+        return datetime.fromtimestamp(slot * self.interval, UTC)
+
+    async def run(self) -> None:
+        next_slot = self._slot()
+        try:
+            while True:
+                await self._run_queued_commands()
+                now_slot = self._slot()
+                if now_slot >= next_slot:
+                    await self._read_cycle(self._slot_start(now_slot))
+                    next_slot = max(now_slot, self._slot()) + 1  # an overrun skips slots
+                    continue
+                wait = (next_slot * self.interval) - self.collector.clock().timestamp()
+                if not self.client.connected and self.gateway.failures:
+                    wait = min(wait, self.reconnect_wait)
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), timeout=max(wait, 0.0))
+                except TimeoutError:
+                    await self._reconnect_between_slots()
+                    continue
+                await self._execute(job)
+        finally:
+            self.client.close()
+
+    async def _execute(self, job: CommandJob) -> None:
+        if not self.client.connected and self.gateway.failures:
+            # The gateway is down: the command waits for it, until it expires.
+            if self.collector.clock() >= job.expires_at:
+                await asyncio.to_thread(self.collector._finish, job, "expired",
+                                        f"gateway {self.target.name} unreachable until expiry")
+            self.collector._in_flight.discard(job.command_id)
+            return
+        await self.collector.execute(self.client, job)
+
+    async def _run_queued_commands(self) -> None:
+        while not self.queue.empty():
+            await self._execute(self.queue.get_nowait())
+
+    async def _reconnect_between_slots(self) -> None:
+        if self.client.connected or not self.gateway.failures:
+            return
+        try:
+            await self.client.connect()
+        except GatewayUnreachable:
+            self.reconnect_wait = min(self.reconnect_wait * 2, RECONNECT_MAX_S, self.interval)
+            return
+        log.info("gateway %s answers again", self.target.name)
+        self.reconnect_wait = RECONNECT_FIRST_S
+        # Contact is recorded with the next cycle's readings.
+
+    async def _read_cycle(self, at: datetime) -> None:
+        batch = Batch()
+        try:
+            await self.client.connect()
+        except GatewayUnreachable as exc:
+            self._gateway_failed(at, batch, exc)
+            for meter in self.target.meters:
+                self._meter_failed(meter, at, batch, None)
+            await self._finish_cycle(batch)
+            return
+        if self.gateway.recovered():
+            log.info("gateway %s answers again", self.target.name)
+            self.reconnect_wait = RECONNECT_FIRST_S
+        batch.gateways_seen[self.target.gateway_id] = at
+        for meter in self.target.meters:
+            await self._run_queued_commands()  # commands run ahead of the next read on the bus
+            health = self.health[meter.meter_id]
+            if health.skip > 0:  # backed off: a failing meter is probed every few cycles
+                health.skip -= 1
+                self._count_silent_cycle(meter, at, batch)
+                continue
+            try:
+                batch.readings.append(await read_meter(self.client, meter, at))
+            except GatewayUnreachable as exc:
+                self._gateway_failed(at, batch, exc)
+                self._meter_failed(meter, at, batch, None)
+                break
+            except ModbusError as exc:
+                self._meter_failed(meter, at, batch, exc)
+                continue
+            if health.recovered():
+                log.info("meter %s answers again", meter.serial)
+        await self._finish_cycle(batch)
+
+    async def _finish_cycle(self, batch: Batch) -> None:
+        self.collector.cycles += 1
+        await self.collector._sink.put(batch)
+
+    def _gateway_failed(self, at: datetime, batch: Batch, error: ModbusError) -> None:
+        failures = self.gateway.failed(at)
+        if failures == 1:
+            log.warning("%s", error)
+        if failures >= self.collector.lost_after and self.gateway.since is not None:
+            batch.gateways_lost[self.target.gateway_id] = self.gateway.since
+
+    def _meter_failed(
+        self, meter: MeterTarget, at: datetime, batch: Batch, error: ModbusError | None
+    ) -> None:
+        """Count a failed cycle; log it once while it lasts; mark the meter lost after N."""
+        health = self.health[meter.meter_id]
+        failures = health.failed(at)
+        if failures == 1 and error is not None:
+            log.warning("meter %s: %s", meter.serial, error)
+        if failures >= self.collector.lost_after and health.since is not None:
+            batch.lost[meter.meter_id] = health.since
+
+    def _count_silent_cycle(self, meter: MeterTarget, at: datetime, batch: Batch) -> None:
+        """A skipped cycle of a backed-off meter still counts toward losing contact."""
+        health = self.health[meter.meter_id]
+        health.failures += 1
+        if health.failures >= self.collector.lost_after and health.since is not None:
+            batch.lost[meter.meter_id] = health.since

@@ -10,7 +10,7 @@ from collector.service import Collector
 from collector.simulator import GatewaySimulator
 from collector.tsdb_sql import SqlReadingStore
 from schema.db import unit_of_work
-from schema.models import Meter
+from schema.models import Gateway, Meter
 from tests.factories import POLICY, make_site
 
 
@@ -28,8 +28,10 @@ async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> Non
 
 
 def lost(url: str) -> list[bool]:
+    """Whether each meter, then the gateway, is marked lost."""
     with unit_of_work(url) as s:
-        return [m.lost_since is not None for m in s.query(Meter).order_by(Meter.id)]
+        meters = [m.lost_since is not None for m in s.query(Meter).order_by(Meter.id)]
+        return [*meters, s.query(Gateway).one().lost_since is not None]
 
 
 async def scenario(url: str) -> None:
@@ -43,15 +45,17 @@ async def scenario(url: str) -> None:
     sim = GatewaySimulator([1, 2], port=port)
     try:
         async def all_lost() -> bool:
-            return await asyncio.to_thread(lost, url) == [True, True]
+            return await asyncio.to_thread(lost, url) == [True, True, True]
 
         await eventually(all_lost, "both meters behind the dead gateway are marked lost")
         await sim.start()
 
         async def all_back() -> bool:
-            return await asyncio.to_thread(lost, url) == [False, False]
+            return await asyncio.to_thread(lost, url) == [False, False, False]
 
         await eventually(all_back, "the meters answer again once the gateway is back")
+        with unit_of_work(url) as s:
+            assert s.query(Gateway).one().last_contact_at is not None
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
