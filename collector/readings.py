@@ -6,8 +6,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
+
+# What daily_energy_by adds up by: each meter on its own, or the place it sits in.
+EnergyGroup = Literal["meter", "unit", "floor", "building"]
+
+
+class StoreUnavailable(Exception):
+    """A store could not take the request now (unreachable, down, refusing the login, missing
+    its database); the same request may succeed later. SpoolingStore keeps the readings of a
+    write that failed this way and sends them again; any other error is about the readings."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,35 @@ class ReadingStore(Protocol):
     ) -> dict[tuple[int, date], Decimal]:
         """Energy used per meter per site-local day for start_on <= day <= end_on: the last
         reading of the day minus the last reading before the day (or the day's first reading).
-        A day without readings has no entry."""
+        A day without readings has no entry. Days rolled up by `archive` count exactly as they
+        did before."""
+
+    def daily_energy_by(
+        self,
+        group: EnergyGroup,
+        start_on: date,
+        end_on: date,
+        tz: ZoneInfo,
+        *,
+        meters: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> dict[tuple[str, date], Decimal]:
+        """Energy per site-local day summed by meter, unit, floor or building: the sum of
+        `daily_energy` of the group's meters, keyed by (the meter id or the place's tag value as
+        written, e.g. the unit number; the day).
+
+        `meters` maps meter id -> tags (schema.measurements TAG_*): only those meters count,
+        placed as it says, and every store gives the same answer. Without it the store places
+        meters itself: InfluxDB by the tags stored with each day's last reading, the SQL store by
+        the meters, units, floors and buildings tables of its database. A meter without the
+        group's tag counts in no group."""
+
+    def archive(self, before: datetime, tz: ZoneInfo) -> int:
+        """Roll every whole site-local day before `before` up into one row per meter and day,
+        and remove those days' readings; return how many readings were removed.
+
+        daily_energy and daily_energy_by give the same answers afterwards; `readings` no
+        longer returns the removed readings. Running it again changes nothing; readings written
+        later for an archived day are merged into its row by the next run."""
 
     def close(self) -> None:
         """Release connections."""

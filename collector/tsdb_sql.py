@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Integer, case, func, literal, literal_column, select, union_all
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from collector.readings import MeterReading
-from collector.tsdb import chunks, energy_per_day, local_day_starts
+from collector.archive import ARCHIVE_STEP_DAYS, DayRollup, archive_cut, merge_step
+from collector.readings import EnergyGroup, MeterReading, StoreUnavailable
+from collector.tsdb import (
+    DaySpan,
+    Mark,
+    chunks,
+    energy_by_group,
+    energy_from_spans,
+    later,
+    local_day_starts,
+)
 from schema.db import get_engine
-from schema.models import Reading
+from schema.measurements import TAG_BUILDING, TAG_FLOOR, TAG_GATEWAY, TAG_UNIT
+from schema.models import Building, DailyReading, Floor, Gateway, Meter, Reading, Unit
 
 # Rows per INSERT execution, and meters per query: well inside SQLite's 500-term compound SELECT
 # and 32,766-variable limits and PostgreSQL's 65,535 parameters.
@@ -29,6 +54,9 @@ class SqlReadingStore:
 
     The engine comes from `schema.db.get_engine`, shared with the rest of the process; every call
     checks a connection out and returns it, so nothing is held between calls.
+
+    Archived days live in `ts_daily` (see collector/archive.py); every energy query reads both
+    tables, so a day counts the same whether its readings are hot, archived, or partly each.
     """
 
     def __init__(self, database_url: str) -> None:
@@ -39,14 +67,20 @@ class SqlReadingStore:
         self._dialect = dialect
 
     def write(self, readings: Sequence[MeterReading]) -> None:
-        """Insert readings; a (meter, at) already stored keeps its first values."""
+        """Insert readings; a (meter, at) already stored keeps its first values.
+
+        A database that cannot be reached or is busy raises StoreUnavailable."""
         if not readings:
             return
         insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
         statement = insert(Reading).on_conflict_do_nothing(index_elements=["meter_id", "at"])
-        with self._engine.begin() as conn:
-            for batch in chunks(readings, WRITE_BATCH):
-                conn.execute(statement, [_row(reading) for reading in batch])
+        try:
+            with self._engine.begin() as conn:
+                for batch in chunks(readings, WRITE_BATCH):
+                    conn.execute(statement, [_row(reading) for reading in batch])
+        except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreUnavailable(f"the SQL reading store could not write: {reason}") from exc
 
     def readings(self, meter_id: int, start: datetime, end: datetime) -> list[MeterReading]:
         query = (
@@ -85,14 +119,121 @@ class SqlReadingStore:
         result: dict[tuple[int, date], Decimal] = {}
         with self._engine.connect() as conn:
             for batch in chunks(sorted(set(meter_ids)), METER_BATCH):
-                before = _last_before(conn, batch, bounds[0])
-                spans = _day_spans(conn, batch, start_on, bounds)
+                before = _marks_before(conn, batch, bounds[0], start_on)
+                spans = _day_spans(conn, batch, start_on, end_on, bounds)
                 for meter_id in batch:
-                    result.update(energy_per_day(meter_id, before.get(meter_id), spans[meter_id]))
+                    before_day = before.get(meter_id)
+                    result.update(energy_from_spans(meter_id, before_day, spans[meter_id]))
         return result
+
+    def daily_energy_by(
+        self,
+        group: EnergyGroup,
+        start_on: date,
+        end_on: date,
+        tz: ZoneInfo,
+        *,
+        meters: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> dict[tuple[str, date], Decimal]:
+        """Without `meters`, each meter is placed where the site tables put it now (its unit,
+        the unit's floor and building), tagged as the collector tags its readings."""
+        if meters is None:
+            with self._engine.connect() as conn:
+                meters = meter_tags(conn)
+        return energy_by_group(self, group, start_on, end_on, tz, meters)
+
+    def archive(self, before: datetime, tz: ZoneInfo) -> int:
+        """Move whole local days before `before` from ts_readings into ts_daily.
+
+        Meters go in batches and days in steps, one transaction each: the step's readings are
+        rolled up, merged with the step's archived rows (readings written since a day was
+        archived), written to ts_daily and deleted, all or nothing. On PostgreSQL the step holds
+        a lock that lets readers in but makes writers to ts_readings wait (SQLite's write lock
+        does the same), so a reading written meanwhile is never deleted without being counted.
+        """
+        cut_on, cut_at = archive_cut(before, tz)
+        removed = 0
+        with self._engine.connect() as conn:
+            meter_ids = _meters_with_readings(conn)
+        for batch in chunks(meter_ids, METER_BATCH):
+            with self._engine.connect() as conn:
+                oldest = _marks(conn, batch, _oldest_reading)
+                due = [m for m in batch if m in oldest and oldest[m].at < cut_at]
+                if not due:
+                    continue
+                day = min(oldest[m].at for m in due).astimezone(tz).date()
+                # Nothing of these meters before `day` is hot: the chain starts from ts_daily.
+                last_archived = _marks(conn, due, partial(_last_archived, on_date=day))
+                previous = {m: mark.energy_kwh for m, mark in last_archived.items()}
+            while day < cut_on:
+                last_day = min(day + timedelta(days=ARCHIVE_STEP_DAYS), cut_on) - timedelta(days=1)
+                with self._engine.begin() as conn:
+                    removed += self._archive_step(conn, due, day, last_day, tz, previous)
+                day = last_day + timedelta(days=1)
+        return removed
+
+    def _archive_step(
+        self,
+        conn: Connection,
+        meter_ids: Sequence[int],
+        first_day: date,
+        last_day: date,
+        tz: ZoneInfo,
+        previous: dict[int, Decimal],
+    ) -> int:
+        if self._dialect == "postgresql":
+            conn.execute(text("LOCK TABLE ts_readings IN SHARE ROW EXCLUSIVE MODE"))
+        bounds = local_day_starts(first_day, last_day, tz)
+        fresh = {
+            (rollup.meter_id, rollup.on_date): rollup
+            for rollup in _raw_days(conn, meter_ids, first_day, bounds)
+        }
+        kept = {
+            (rollup.meter_id, rollup.on_date): rollup
+            for rollup in _archived_days(conn, meter_ids, first_day, last_day)
+        }
+        changed = merge_step(kept, fresh, previous)
+        if changed:
+            insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
+            statement = insert(DailyReading)
+            statement = statement.on_conflict_do_update(
+                index_elements=["meter_id", "on_date"],
+                set_={
+                    name: statement.excluded[name]
+                    for name in DailyReading.__table__.columns.keys()  # noqa: SIM118
+                    if name not in ("meter_id", "on_date")
+                },
+            )
+            for batch in chunks(changed, WRITE_BATCH):
+                conn.execute(statement, [_daily_row(rollup) for rollup in batch])
+        conn.execute(
+            delete(Reading).where(
+                Reading.meter_id.in_(meter_ids), Reading.at >= bounds[0], Reading.at < bounds[-1]
+            )
+        )
+        return sum(rollup.readings for rollup in fresh.values())
 
     def close(self) -> None:
         """Nothing to release: the engine is shared (see the class docstring)."""
+
+
+def meter_tags(conn: Connection) -> dict[int, dict[str, str]]:
+    """Every meter's place as the collector tags its readings: gateway, and unit, floor and
+    building when the meter is in a unit. The `meters` argument of daily_energy_by."""
+    query = (
+        select(Meter.id, Gateway.name, Unit.number, Floor.name, Building.name)
+        .join(Gateway, Meter.gateway_id == Gateway.id)
+        .outerjoin(Unit, Meter.unit_id == Unit.id)
+        .outerjoin(Floor, Unit.floor_id == Floor.id)
+        .outerjoin(Building, Floor.building_id == Building.id)
+    )
+    result: dict[int, dict[str, str]] = {}
+    for meter_id, gateway, unit, floor, building in conn.execute(query):
+        tags = {TAG_GATEWAY: gateway}
+        if unit is not None:
+            tags.update({TAG_UNIT: unit, TAG_FLOOR: floor, TAG_BUILDING: building})
+        result[meter_id] = tags
+    return result
 
 
 def _row(reading: MeterReading) -> dict[str, Any]:
@@ -107,32 +248,111 @@ def _row(reading: MeterReading) -> dict[str, Any]:
     }
 
 
-def _last_before(conn: Connection, meter_ids: Sequence[int], at: datetime) -> dict[int, Decimal]:
-    """Each meter's last energy value before `at`.
+def _daily_row(rollup: DayRollup) -> dict[str, Any]:
+    return {
+        "meter_id": rollup.meter_id,
+        "on_date": rollup.on_date,
+        "first_at": rollup.span.first.at,
+        "last_at": rollup.span.last.at,
+        "first_energy_kwh": rollup.span.first.energy_kwh,
+        "last_energy_kwh": rollup.span.last.energy_kwh,
+        "energy_kwh": rollup.energy_kwh,
+        "readings": rollup.readings,
+        "max_power_kw": rollup.max_power_kw,
+    }
 
-    One index seek per meter (a LIMIT 1 subquery each) in a single statement: a GROUP BY with
-    max(at) would read every earlier reading of the meter.
+
+# --- one mark per meter -------------------------------------------------------------------------
+
+# A query for one meter's mark: (at, energy_kwh), at most one row.
+MarkQuery = Callable[[int], Select[datetime, Decimal]]
+
+
+def _marks(conn: Connection, meter_ids: Sequence[int], query: MarkQuery) -> dict[int, Mark]:
+    """One mark per meter, each found by `query` in a single statement.
+
+    One index seek per meter (a LIMIT 1 subquery each): a GROUP BY with max(at) would read every
+    earlier reading of the meter.
     """
-    parts = [
-        select(
-            literal(meter_id, Integer).label("meter_id"),
-            select(Reading.energy_kwh)
-            .where(Reading.meter_id == meter_id, Reading.at < at)
-            .order_by(Reading.at.desc())
-            .limit(1)
-            .scalar_subquery()
-            .label("energy_kwh"),
+    parts = []
+    for meter_id in meter_ids:
+        one = query(meter_id).subquery()
+        parts.append(
+            select(
+                literal(meter_id, Integer).label("meter_id"),
+                select(one.c[0]).scalar_subquery().label("at"),
+                select(one.c[1]).scalar_subquery().label("energy_kwh"),
+            )
         )
-        for meter_id in meter_ids
-    ]
     rows = conn.execute(union_all(*parts))
-    return {row.meter_id: row.energy_kwh for row in rows if row.energy_kwh is not None}
+    return {row.meter_id: Mark(row.at, row.energy_kwh) for row in rows if row.at is not None}
 
 
-def _day_spans(
+def _last_reading(meter_id: int, at: datetime) -> Select[datetime, Decimal]:
+    return (
+        select(Reading.at, Reading.energy_kwh)
+        .where(Reading.meter_id == meter_id, Reading.at < at)
+        .order_by(Reading.at.desc())
+        .limit(1)
+    )
+
+
+def _oldest_reading(meter_id: int) -> Select[datetime, Decimal]:
+    return (
+        select(Reading.at, Reading.energy_kwh)
+        .where(Reading.meter_id == meter_id)
+        .order_by(Reading.at)
+        .limit(1)
+    )
+
+
+def _last_archived(meter_id: int, on_date: date) -> Select[datetime, Decimal]:
+    return (
+        select(DailyReading.last_at, DailyReading.last_energy_kwh)
+        .where(DailyReading.meter_id == meter_id, DailyReading.on_date < on_date)
+        .order_by(DailyReading.on_date.desc())
+        .limit(1)
+    )
+
+
+def _marks_before(
+    conn: Connection, meter_ids: Sequence[int], at: datetime, on_date: date
+) -> dict[int, Mark]:
+    """Each meter's last register value before `at` (where the local day `on_date` begins),
+    from its readings or its archived days, whichever is later."""
+    hot = _marks(conn, meter_ids, partial(_last_reading, at=at))
+    archived = _marks(conn, meter_ids, partial(_last_archived, on_date=on_date))
+    result = {}
+    for meter_id in meter_ids:
+        mark = later(hot.get(meter_id), archived.get(meter_id))
+        if mark is not None:
+            result[meter_id] = mark
+    return result
+
+
+def _meters_with_readings(conn: Connection) -> list[int]:
+    """The meters in ts_readings, by a loose index scan: one primary-key seek per meter instead
+    of reading every row (neither database skips through an index by itself here)."""
+    rows = conn.execute(
+        text(
+            "WITH RECURSIVE m(meter_id) AS ("
+            " SELECT min(meter_id) FROM ts_readings"
+            " UNION ALL"
+            " SELECT (SELECT min(meter_id) FROM ts_readings WHERE meter_id > m.meter_id)"
+            " FROM m WHERE m.meter_id IS NOT NULL"
+            ") SELECT meter_id FROM m WHERE meter_id IS NOT NULL"
+        )
+    )
+    return [int(meter_id) for (meter_id,) in rows]
+
+
+# --- per-day spans ------------------------------------------------------------------------------
+
+
+def _raw_days(
     conn: Connection, meter_ids: Sequence[int], start_on: date, bounds: Sequence[datetime]
-) -> dict[int, dict[date, tuple[Decimal, Decimal]]]:
-    """Each meter's first and last energy value on each local day that has readings.
+) -> list[DayRollup]:
+    """Each meter's readings on each local day that has some, rolled up.
 
     `bounds` are the UTC instants where the days begin (and the last one ends), so the day of a
     reading is the number of boundaries it has passed: the zone's rules stay in Python and the
@@ -150,7 +370,7 @@ def _day_spans(
         else literal_column("0", Integer)
     )
     in_range = (
-        select(Reading.meter_id, Reading.at, day.label("day"))
+        select(Reading.meter_id, Reading.at, Reading.power_kw, day.label("day"))
         .where(Reading.meter_id.in_(meter_ids), Reading.at >= bounds[0], Reading.at < bounds[-1])
         .subquery()
     )
@@ -160,13 +380,24 @@ def _day_spans(
             in_range.c.day,
             func.min(in_range.c.at).label("first_at"),
             func.max(in_range.c.at).label("last_at"),
+            func.count().label("readings"),
+            func.max(in_range.c.power_kw).label("max_power_kw"),
         )
         .group_by(in_range.c.meter_id, in_range.c.day)
         .subquery()
     )
     first, last = aliased(Reading), aliased(Reading)
     query = (
-        select(per_day.c.meter_id, per_day.c.day, first.energy_kwh, last.energy_kwh)
+        select(
+            per_day.c.meter_id,
+            per_day.c.day,
+            per_day.c.first_at,
+            first.energy_kwh,
+            per_day.c.last_at,
+            last.energy_kwh,
+            per_day.c.readings,
+            per_day.c.max_power_kw,
+        )
         .join_from(
             per_day,
             first,
@@ -174,7 +405,55 @@ def _day_spans(
         )
         .join(last, (last.meter_id == per_day.c.meter_id) & (last.at == per_day.c.last_at))
     )
-    spans: dict[int, dict[date, tuple[Decimal, Decimal]]] = {meter_id: {} for meter_id in meter_ids}
-    for meter_id, index, first_kwh, last_kwh in conn.execute(query):
-        spans[meter_id][date.fromordinal(start_on.toordinal() + index)] = (first_kwh, last_kwh)
+    return [
+        DayRollup(
+            meter_id=meter_id,
+            on_date=start_on + timedelta(days=index),
+            span=DaySpan(Mark(first_at, first_kwh), Mark(last_at, last_kwh)),
+            readings=readings,
+            max_power_kw=max_power_kw,
+        )
+        for meter_id, index, first_at, first_kwh, last_at, last_kwh, readings, max_power_kw in (
+            conn.execute(query)
+        )
+    ]
+
+
+def _archived_days(
+    conn: Connection, meter_ids: Sequence[int], start_on: date, end_on: date
+) -> list[DayRollup]:
+    query = select(DailyReading).where(
+        DailyReading.meter_id.in_(meter_ids),
+        DailyReading.on_date >= start_on,
+        DailyReading.on_date <= end_on,
+    )
+    return [
+        DayRollup(
+            meter_id=row.meter_id,
+            on_date=row.on_date,
+            span=DaySpan(
+                Mark(row.first_at, row.first_energy_kwh), Mark(row.last_at, row.last_energy_kwh)
+            ),
+            readings=row.readings,
+            max_power_kw=row.max_power_kw,
+            energy_kwh=row.energy_kwh,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def _day_spans(
+    conn: Connection,
+    meter_ids: Sequence[int],
+    start_on: date,
+    end_on: date,
+    bounds: Sequence[datetime],
+) -> dict[int, dict[date, DaySpan]]:
+    """Each meter's first and last reading on each local day that has any, hot or archived."""
+    spans: dict[int, dict[date, DaySpan]] = {meter_id: {} for meter_id in meter_ids}
+    for rollup in _archived_days(conn, meter_ids, start_on, end_on):
+        spans[rollup.meter_id][rollup.on_date] = rollup.span
+    for rollup in _raw_days(conn, meter_ids, start_on, bounds):
+        days = spans[rollup.meter_id]
+        days[rollup.on_date] = rollup.span.merged(days.get(rollup.on_date))
     return spans

@@ -390,3 +390,20 @@ class Reading(Base):
     voltage_v: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
     current_a: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
     relay_closed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+class DailyReading(Base):
+    """One meter's readings of one site-local day, rolled up when the day was archived (数据转存);
+    the day's readings are then gone from `ts_readings`. See collector/archive.py."""
+
+    __tablename__ = "ts_daily"
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    on_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    last_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    # The day's energy as reports count it: last value minus the last value before the day.
+    energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    readings: Mapped[int] = mapped_column(Integer)
+    max_power_kw: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)

@@ -55,17 +55,38 @@ def running_influxd(auth_enabled: bool = False) -> Iterator[str]:
     With auth enabled the server has no users yet: its first `CREATE USER ... WITH ALL
     PRIVILEGES` needs no credentials.
     """
-    influxd = shutil.which("influxd") or INFLUXD
-    if not Path(influxd).exists():
-        raise RuntimeError(
-            f"{INFLUXD} is missing: install Debian's InfluxDB with `apt-get install influxdb` "
-            "(`make test` installs it)"
-        )
-    with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voltpay-influxd-")))
+    with influx_server(auth_enabled) as server:
+        yield server.url
+
+
+@contextmanager
+def influx_server(auth_enabled: bool = False) -> Iterator[InfluxServer]:
+    """A started influxd that the test may stop and start again (same ports, same data), for
+    outages; stopped and its directory removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="voltpay-influxd-") as root:
+        server = InfluxServer(Path(root), auth_enabled)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+class InfluxServer:
+    """One influxd with its config and data under `root`, on ports chosen once."""
+
+    def __init__(self, root: Path, auth_enabled: bool) -> None:
+        influxd = shutil.which("influxd") or INFLUXD
+        if not Path(influxd).exists():
+            raise RuntimeError(
+                f"{INFLUXD} is missing: install Debian's InfluxDB with `apt-get install influxdb` "
+                "(`make test` installs it)"
+            )
+        self.influxd = influxd
+        self.root = root
         rpc_port, http_port = _free_ports(2)
-        config = root / "influxd.conf"
-        config.write_text(
+        self.config = root / "influxd.conf"
+        self.config.write_text(
             CONFIG.format(
                 root=root,
                 rpc_port=rpc_port,
@@ -73,18 +94,28 @@ def running_influxd(auth_enabled: bool = False) -> Iterator[str]:
                 auth_enabled=str(auth_enabled).lower(),
             )
         )
-        stderr_path = root / "influxd.stderr"
-        stderr = stack.enter_context(stderr_path.open("wb"))
-        process = subprocess.Popen(
-            [influxd, "-config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-        stack.callback(_stop, process)
-        url = f"http://127.0.0.1:{http_port}"
-        _wait_until_up(url, process, stderr_path)
-        yield url
+        self.url = f"http://127.0.0.1:{http_port}"
+        self._stderr_path = root / "influxd.stderr"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers /ping."""
+        if self._process is not None:
+            raise RuntimeError("influxd is running already")
+        with self._stderr_path.open("ab") as stderr:
+            self._process = subprocess.Popen(
+                [self.influxd, "-config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+            )
+        _wait_until_up(self.url, self._process, self._stderr_path)
+
+    def stop(self) -> None:
+        """Stop the server (its data stays for the next start)."""
+        if self._process is not None:
+            _stop(self._process)
+            self._process = None
 
 
 def _free_ports(count: int) -> list[int]:

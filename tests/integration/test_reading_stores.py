@@ -9,17 +9,21 @@ import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
-from collector.readings import MeterReading, ReadingStore
+from collector.readings import EnergyGroup, MeterReading, ReadingStore, StoreUnavailable
+from collector.spool import SpoolingStore
 from collector.tsdb import open_store
 from collector.tsdb_influx import InfluxReadingStore, TimeseriesError
 from collector.tsdb_sql import SqlReadingStore
+from schema.db import unit_of_work
 from schema.measurements import READINGS
+from schema.models import Building, Floor, Gateway, Meter, Unit
 from tests.influx import running_influxd
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -43,6 +47,12 @@ def store(request: pytest.FixtureRequest) -> Iterator[ReadingStore]:
     sql = SqlReadingStore(url)
     yield sql
     sql.close()
+
+
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The database the SQL `store` of this test works in."""
+    sqlite_or_pg = request.node.callspec.params["store"]
+    return str(request.getfixturevalue("sqlite_url" if sqlite_or_pg == "sqlite" else "pg_url"))
 
 
 def reading(meter_id: int, at: datetime, energy_kwh: str, **values: Any) -> MeterReading:
@@ -202,6 +212,173 @@ def test_daily_energy_of_nothing_is_empty(store: ReadingStore) -> None:
     assert store.daily_energy([2], date(2024, 3, 1), date(2024, 3, 2), SHANGHAI) == {}
 
 
+# --- daily energy by meter, unit, floor, building -----------------------------------------------
+
+D1, D2 = date(2024, 3, 1), date(2024, 3, 2)
+
+
+def place(unit: str, floor: str, building: str) -> dict[str, str]:
+    return {"unit": unit, "floor": floor, "building": building, "gateway": "GW-1"}
+
+
+# Where each meter sits, as the collector tags its readings; meter 5 is in no unit.
+PLACES: dict[int, dict[str, str]] = {
+    1: place("U1", "F1", "B1"),
+    2: place("U1", "F1", "B1"),
+    3: place("U2", "F1", "B1"),
+    4: place("U3", "F2", "B2"),
+    5: {"gateway": "GW-1"},
+}
+
+
+def placed_readings(ids: dict[int, int] | None = None) -> list[MeterReading]:
+    """Two days of readings of the five meters of PLACES (`ids` renames meters)."""
+    ids = ids or {m: m for m in PLACES}
+    rows = [
+        (1, (3, 1, 8), "10.00"),
+        (1, (3, 1, 20), "12.50"),
+        (1, (3, 2, 9), "13.00"),
+        (1, (3, 2, 23), "15.00"),
+        (2, (3, 1, 9), "100.00"),
+        (2, (3, 2, 9), "101.25"),
+        (3, (3, 2, 10), "5.00"),
+        (3, (3, 2, 11), "7.00"),
+        (4, (3, 1, 10), "1.00"),
+        (4, (3, 2, 10), "2.00"),
+        (5, (3, 1, 10), "50.00"),
+        (5, (3, 2, 10), "60.00"),
+    ]
+    return [
+        reading(ids[m], local(SHANGHAI, 2024, mo, d, h, 0), kwh, tags=PLACES[m])
+        for m, (mo, d, h), kwh in rows
+    ]
+
+
+def by_group(ids: dict[int, int] | None = None) -> dict[str, dict[tuple[str, date], Decimal]]:
+    meter = {m: str((ids or {m: m for m in PLACES})[m]) for m in PLACES}
+    return {
+        "meter": {
+            (meter[1], D1): Decimal("2.50"),  # 12.50 - 10.00
+            (meter[1], D2): Decimal("2.50"),  # 15.00 - 12.50
+            (meter[2], D1): Decimal("0"),  # one reading: nothing known used yet
+            (meter[2], D2): Decimal("1.25"),
+            (meter[3], D2): Decimal("2.00"),
+            (meter[4], D1): Decimal("0"),
+            (meter[4], D2): Decimal("1.00"),
+            (meter[5], D1): Decimal("0"),
+            (meter[5], D2): Decimal("10.00"),
+        },
+        "unit": {
+            ("U1", D1): Decimal("2.50"),
+            ("U1", D2): Decimal("3.75"),
+            ("U2", D2): Decimal("2.00"),
+            ("U3", D1): Decimal("0"),
+            ("U3", D2): Decimal("1.00"),
+        },
+        "floor": {
+            ("F1", D1): Decimal("2.50"),
+            ("F1", D2): Decimal("5.75"),
+            ("F2", D1): Decimal("0"),
+            ("F2", D2): Decimal("1.00"),
+        },
+        "building": {
+            ("B1", D1): Decimal("2.50"),
+            ("B1", D2): Decimal("5.75"),
+            ("B2", D1): Decimal("0"),
+            ("B2", D2): Decimal("1.00"),
+        },
+    }
+
+
+@pytest.mark.parametrize("group", ["meter", "unit", "floor", "building"])
+def test_daily_energy_by_place_the_caller_gives(store: ReadingStore, group: EnergyGroup) -> None:
+    store.write(placed_readings())
+
+    energy = store.daily_energy_by(group, D1, D2, SHANGHAI, meters=PLACES)
+
+    assert energy == by_group()[group]
+    # The groups add up their meters' own daily energy; meter 5 is in no unit.
+    placed = [m for m, tags in PLACES.items() if group == "meter" or group in tags]
+    assert sum(energy.values()) == sum(store.daily_energy(placed, D1, D2, SHANGHAI).values())
+
+
+def test_daily_energy_by_counts_only_the_meters_given(store: ReadingStore) -> None:
+    store.write(placed_readings())
+
+    assert store.daily_energy_by("unit", D2, D2, SHANGHAI, meters={1: PLACES[1]}) == {
+        ("U1", D2): Decimal("2.50")
+    }
+    assert store.daily_energy_by("unit", D1, D2, SHANGHAI, meters={5: PLACES[5]}) == {}
+    assert store.daily_energy_by("unit", D2, D1, SHANGHAI, meters=PLACES) == {}
+    with pytest.raises(ValueError, match="not 'gateway'"):
+        store.daily_energy_by("gateway", D1, D2, SHANGHAI, meters=PLACES)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("group", ["meter", "unit", "floor", "building"])
+def test_daily_energy_by_place_the_store_knows(
+    store: ReadingStore, group: EnergyGroup, request: pytest.FixtureRequest
+) -> None:
+    # InfluxDB knows places from the readings' tags; the SQL store from the site's tables.
+    ids = {m: m for m in PLACES}
+    if isinstance(store, SqlReadingStore):
+        ids = build_site(database_url(request))
+    store.write(placed_readings(ids))
+
+    assert store.daily_energy_by(group, D1, D2, SHANGHAI) == by_group(ids)[group]
+
+
+def build_site(url: str) -> dict[int, int]:
+    """The places of PLACES as buildings, floors, units and meters; PLACES meter -> meter id."""
+    with unit_of_work(url) as session:
+        gateway = Gateway(name="GW-1", host="127.0.0.1", port=1502, transport="tcp")
+        buildings = {code: Building(code=code, name=code) for code in ("B1", "B2")}
+        floors = {
+            name: Floor(building=buildings[building], level=level, name=name)
+            for name, building, level in (("F1", "B1", 1), ("F2", "B2", 1))
+        }
+        units = {
+            number: Unit(floor=floors[floor], number=number)
+            for number, floor in (("U1", "F1"), ("U2", "F1"), ("U3", "F2"))
+        }
+        meters = {
+            m: Meter(
+                serial=f"S{m}",
+                profile="acrel_dtsy1352",
+                gateway=gateway,
+                bus_address=m,
+                unit=units[tags["unit"]] if "unit" in tags else None,
+            )
+            for m, tags in PLACES.items()
+        }
+        session.add_all([gateway, *meters.values()])
+        session.flush()
+        return {m: meter.id for m, meter in meters.items()}
+
+
+@pytest.mark.influx
+def test_influx_counts_a_moved_meter_where_it_was_each_day(
+    influx_store: InfluxReadingStore,
+) -> None:
+    influx_store.write(
+        [
+            reading(7, local(SHANGHAI, 2024, 3, 1, 8, 0), "1.00", tags=place("U1", "F1", "B1")),
+            reading(7, local(SHANGHAI, 2024, 3, 1, 18, 0), "3.00", tags=place("U1", "F1", "B1")),
+            # Moved to U2 in the morning of 2 March: the day counts where it ended.
+            reading(7, local(SHANGHAI, 2024, 3, 2, 8, 0), "4.00", tags=place("U1", "F1", "B1")),
+            reading(7, local(SHANGHAI, 2024, 3, 2, 18, 0), "8.00", tags=place("U2", "F1", "B1")),
+        ]
+    )
+
+    assert influx_store.daily_energy_by("unit", D1, D2, SHANGHAI) == {
+        ("U1", D1): Decimal("2.00"),
+        ("U2", D2): Decimal("5.00"),  # 8.00 - 3.00: one meter, one chain of readings
+    }
+    assert influx_store.daily_energy([7], D1, D2, SHANGHAI) == {
+        (7, D1): Decimal("2.00"),
+        (7, D2): Decimal("5.00"),
+    }
+
+
 # --- InfluxDB specifics -------------------------------------------------------------------------
 
 
@@ -246,6 +423,35 @@ def test_unreachable_influx_names_the_host_but_not_the_password() -> None:
     assert f"127.0.0.1:{port}" in str(caught.value)
     assert "alice@" in str(caught.value)
     assert "s3cret" not in str(caught.value)
+    assert isinstance(caught.value, StoreUnavailable)  # a spool keeps the readings for later
+
+
+@pytest.mark.influx
+def test_influx_outage_and_refusal_are_told_apart(
+    influx_store: InfluxReadingStore, influx_url: str
+) -> None:
+    # Someone stored energy_kwh as a string: our float is refused for what it is.
+    at_ns = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    httpx.post(
+        f"{influx_url}/write",
+        params={"db": influx_store.database},
+        content=f'{READINGS},meter=9 energy_kwh="x" {at_ns}'.encode(),
+    ).raise_for_status()
+    with pytest.raises(TimeseriesError, match="field type conflict") as refused:
+        influx_store.write([reading(1, T0, "1.00")])
+    assert not isinstance(refused.value, StoreUnavailable)
+
+    missing = InfluxReadingStore(f"{influx_url}/no_such_database")
+    with pytest.raises(StoreUnavailable, match="database not found"):
+        missing.write([reading(1, T0, "1.00")])  # may exist later: worth keeping the readings
+    missing.close()
+
+
+def test_sql_store_that_cannot_write_is_unavailable(tmp_path: Path) -> None:
+    store = SqlReadingStore(f"sqlite:///{tmp_path / 'not_migrated.db'}")
+
+    with pytest.raises(StoreUnavailable, match="could not write"):
+        store.write([reading(1, T0, "1.00")])
 
 
 def test_influx_url_names_the_database_and_messages_never_show_secrets() -> None:
@@ -299,6 +505,14 @@ def test_open_store_without_timeseries_url_is_the_sql_store(sqlite_url: str) -> 
     assert isinstance(store, SqlReadingStore)
     store.write([reading(1, T0, "1.00")])
     assert len(store.readings(1, T0, T0 + timedelta(hours=1))) == 1
+
+
+def test_open_store_with_a_spool_directory_spools(sqlite_url: str, tmp_path: Path) -> None:
+    store = open_store("", sqlite_url, spool_dir=tmp_path / "spool")
+    assert isinstance(store, SpoolingStore) and isinstance(store.inner, SqlReadingStore)
+    store.write([reading(1, T0, "1.00")])
+    assert len(store.readings(1, T0, T0 + timedelta(hours=1))) == 1
+    store.close()
 
 
 @pytest.mark.influx
