@@ -30,9 +30,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from billing.charging import charge_readings
 from billing.policy import BillingPolicy
+from collector.archive import archive_readings
 from collector.modbus import GatewayClient, GatewayUnreachable, Link, ModbusError
 from collector.profiles import DeviceProfile, load_profile
-from collector.readings import MeterReading, ReadingStore
+from collector.readings import MeterReading, ReadingStore, StoreUnavailable
+from collector.spool import SpoolingStore
 from schema import measurements as m
 from schema.db import unit_of_work
 from schema.models import Command, Floor, Gateway, Meter, Unit
@@ -150,6 +152,8 @@ class Collector:
         policy: BillingPolicy,
         command_poll_s: float = 1.0,
         lost_after: int = 3,
+        archive_keep_days: int | None = None,
+        maintenance_every_s: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.database_url = database_url
@@ -158,6 +162,8 @@ class Collector:
         self.policy = policy
         self.command_poll_s = command_poll_s
         self.lost_after = lost_after
+        self.archive_keep_days = archive_keep_days
+        self.maintenance_every_s = maintenance_every_s
         self.clock = clock
         self.cycles = 0
         self._sink: asyncio.Queue[Batch] = asyncio.Queue()
@@ -174,6 +180,7 @@ class Collector:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._sink_loop())
             group.create_task(self._command_loop())
+            group.create_task(self._maintenance_loop())
             for target in targets:
                 group.create_task(GatewayTask(self, target).run())
 
@@ -235,6 +242,34 @@ class Collector:
                 elif gateway.lost_since is None:
                     gateway.lost_since = batch.gateways_lost[gateway.id]
             charge_readings(session, batch.readings, policy=self.policy, now=now)
+
+    async def _maintenance_loop(self) -> None:
+        """Deliver spooled readings and archive old ones, off the billing path."""
+        archived_on = None
+        backlog = 0
+        while True:
+            await asyncio.sleep(self.maintenance_every_s)
+            try:
+                if isinstance(self.store, SpoolingStore):
+                    await asyncio.to_thread(self.store.flush)
+                    pending = self.store.pending()
+                    if pending != backlog:
+                        level = logging.WARNING if pending > backlog else logging.INFO
+                        log.log(level, "%d reading batches wait in the spool", pending)
+                        backlog = pending
+                today = self.clock().astimezone(self.policy.tz).date()
+                if self.archive_keep_days is not None and archived_on != today:
+                    removed = await asyncio.to_thread(
+                        archive_readings, self.store, keep_days=self.archive_keep_days,
+                        tz=self.policy.tz, now=self.clock(),
+                    )
+                    archived_on = today
+                    if removed:
+                        log.info("archived %d readings into daily rows", removed)
+            except StoreUnavailable as exc:
+                log.warning("time-series store unavailable for maintenance: %s", exc)
+            except Exception:
+                log.exception("time-series maintenance failed")
 
     # --- commands ------------------------------------------------------------------------
 

@@ -1,36 +1,52 @@
-"""Simulated Modbus TCP gateways with Acrel DTSY1352 prepaid meters on their RS-485 bus.
+"""Simulated Modbus gateways with meters on their RS-485 bus, driven by the device profiles.
 
-The register layout is the one in `collector/profiles/acrel_dtsy1352.yaml` (holding registers,
-FC03 read, FC16 write, 32-bit values high word first):
+A meter is a physical model (`SimulatedMeter`): a time-of-day load, a relay, energy per tariff
+band, voltage, current, power, power factor, frequency, three phases, power-protect, and the
+prices and thresholds a dispatch wrote. A gateway (`GatewaySimulator`) serves each meter through
+its device profile (`collector/profiles/*.yaml`, default `acrel_dtsy1352`): the register image is
+the model's quantities encoded through the profile's fields (a field named ``voltage_v`` shows the
+model's voltage, ``energy_peak_kwh`` the peak band, ``status`` the status word built from the
+profile's ``status_bits``), so the collector's decode pipeline round-trips it.
 
-=========  =====  ==================================================================
-address    regs   meaning
-=========  =====  ==================================================================
-0x0000     2      total energy, UINT32 × 0.01 kWh (always the sum of the four bands)
-0x0002..   2 × 4  sharp, peak, flat, valley energy, UINT32 × 0.01 kWh
-0x000A     1      password (UINT16)
-0x000B     1      voltage, UINT16 × 0.1 V
-0x000C     1      current, UINT16 × 0.01 A
-0x000D     1      active power, INT16 × 0.001 kW (0 while the relay is open)
-0x000E     1      reserved, 0
-0x000F     1      apparent power, UINT16 × 0.001 kVA
-0x0010     1      power factor, INT16 × 0.001
-0x0057     2      remote control, FC16 only: [1, 1] trip, [1, 0] close
-0x0300     1      status word (OURS): bit0 relay closed, bit1 power-protect, bit2 alarm,
-                  bit3 overload
-=========  =====  ==================================================================
+What the gateway answers, per meter:
 
-Every other address answers ILLEGAL_ADDRESS; function codes other than 3 and 16 answer
-ILLEGAL_FUNCTION; a device id that is not on the bus, or a meter set offline, answers 0x0B
-(gateway target failed to respond) like a real Modbus TCP gateway.
+* FC03 / FC04 reads of registers inside the profile's read blocks for that function code (gap
+  registers inside a coalesced block read 0); FC03 also reads the control registers (the last
+  switch command written, the prices and thresholds in force). Any other address answers
+  ILLEGAL_ADDRESS; a read function the profile does not use answers ILLEGAL_FUNCTION.
+* Writes that match a control of the profile exactly: a switch control's values (trip, close,
+  protect_on, protect_off) or a block control's full register range (price, settings), decoded
+  through the profile and applied to the model. A wrong value or a partial write of a control
+  range answers ILLEGAL_VALUE, a write elsewhere ILLEGAL_ADDRESS, a write function no control uses
+  ILLEGAL_FUNCTION. Power-protect is stored and reported only: as in installations where it is a
+  platform flag, it does not stop a trip.
+* A device id that is not on the bus, or a meter with ``online = False``, answers 0x0B (gateway
+  target failed to respond) after ``offline_delay`` seconds, like a Modbus TCP gateway; a
+  transparent serial server (``framer="rtu"``) cannot answer for a meter, so there they are silent.
 
-Registers are live without a background task: each meter is integrated lazily up to the
-simulated "now" just before its registers are returned. The load is piecewise constant over
-15-minute slots (UTC-aligned, so every slot lies inside one local hour for any real time zone),
-which makes the integration exact and independent of how often a meter is read.
+Faults, per meter (``meter.fault = Fault(...)``, ``meter.set_fault(...)``, ``meter.clear_fault()``),
+apply to every request that reaches the meter's registers (reads outside the profile's address
+span are refused by the server first):
 
-Simulated wall time is ``start_at + (clock() - clock_at_construction) * speed``; the clock is
-injectable so tests can drive time without sleeping.
+* ``silent``: without ``exception_code`` the request is dropped and never answered, so a client
+  times out (and, over RTU, the bus stays quiet); with ``exception_code`` (e.g. 0x0B) the gateway
+  answers that code after ``delay_s``, like a gateway whose own bus timeout expired.
+* ``slow``: the correct answer after ``delay_s`` (longer than the client's timeout, a late answer
+  arrives after the client gave up: over TCP it is discarded by transaction id, over RTU it may be
+  taken as the answer to the next request).
+* ``exception``: exception ``exception_code`` (default 0x04, device failure) after ``delay_s``.
+* ``garbage``: reads answer after ``delay_s`` with every register set to ``garbage`` (default
+  0xFFFF: 42,949,672.95 kWh, 6553.5 V, a float32 NaN); writes still work.
+
+Per gateway, ``await sim.go_down()`` closes the listener and every connection (connections are
+refused) and ``await sim.come_back()`` listens again on the same port.
+
+Registers are live without a background task: each meter is integrated lazily up to the simulated
+"now" just before its registers are returned. The load is piecewise constant over 15-minute slots
+(UTC-aligned, so every slot lies inside one local hour for any real time zone), which makes the
+integration exact and independent of how often a meter is read. Simulated wall time is
+``start_at + (clock() - clock_at_construction) * speed``; the clock is injectable so tests can
+drive time without sleeping.
 """
 
 from __future__ import annotations
@@ -38,9 +54,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -49,14 +66,20 @@ from types import TracebackType
 from zoneinfo import ZoneInfo
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
+
+from collector.profiles import Control, DecodeError, DeviceProfile, load_profile
 
 __all__ = [
     "CONTROL_ADDRESS",
     "CONTROL_CLOSE",
     "CONTROL_TRIP",
+    "DEFAULT_PROFILE",
     "DEFAULT_TZ",
+    "FAULT_KINDS",
     "MAX_METERS_PER_GATEWAY",
     "MEASUREMENT_ADDRESS",
     "MEASUREMENT_COUNT",
@@ -67,6 +90,7 @@ __all__ = [
     "STATUS_RELAY_CLOSED",
     "TOU_SCHEDULE",
     "Band",
+    "Fault",
     "GatewaySimulator",
     "GatewaySpec",
     "SimulatedMeter",
@@ -75,21 +99,12 @@ __all__ = [
     "serve_forever",
 ]
 
-# --------------------------------------------------------------------------------------------
-# Register map (must match collector/profiles/acrel_dtsy1352.yaml)
-# --------------------------------------------------------------------------------------------
+DEFAULT_PROFILE = "acrel_dtsy1352"
+
+# The default profile's layout (collector/profiles/acrel_dtsy1352.yaml; a test checks they agree).
 MEASUREMENT_ADDRESS = 0x0000
-MEASUREMENT_COUNT = 17  # 0x0000..0x0010
-ENERGY_TOTAL_ADDRESS = 0x0000
-PASSWORD_ADDRESS = 0x000A
-VOLTAGE_ADDRESS = 0x000B
-CURRENT_ADDRESS = 0x000C
-POWER_ADDRESS = 0x000D
-RESERVED_ADDRESS = 0x000E
-APPARENT_POWER_ADDRESS = 0x000F
-POWER_FACTOR_ADDRESS = 0x0010
+MEASUREMENT_COUNT = 17  # 0x0000..0x0010, one read
 CONTROL_ADDRESS = 0x0057
-CONTROL_COUNT = 2
 CONTROL_TRIP = (1, 1)
 CONTROL_CLOSE = (1, 0)
 STATUS_ADDRESS = 0x0300
@@ -98,9 +113,6 @@ STATUS_RELAY_CLOSED = 1 << 0
 STATUS_POWER_PROTECT = 1 << 1
 STATUS_ALARM = 1 << 2
 STATUS_OVERLOAD = 1 << 3
-
-FC_READ_HOLDING = 3
-FC_WRITE_MULTIPLE = 16
 
 MAX_METERS_PER_GATEWAY = 32
 MIN_ADDRESS = 1
@@ -111,6 +123,7 @@ DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
 SLOT_SECONDS = 900  # the load is constant within a 15-minute slot
 _U32 = 0xFFFFFFFF
 _U16 = 0xFFFF
+_WRITE_FUNCTIONS = (6, 16)
 
 
 class Band(StrEnum):
@@ -149,6 +162,10 @@ MALL_CURVE: tuple[float, ...] = (
 LOAD_NOISE = 0.05  # ± share of the load, deterministic per meter and slot
 NOMINAL_VOLTAGE_V = 230.0
 VOLTAGE_SPREAD_V = 4.0
+PHASE_VOLTAGE_SPREAD_V = 1.5  # ± of each phase around the meter's voltage
+PHASE_SHARE_SPREAD = 0.05  # ± of each phase's share of the load around 1/3
+NOMINAL_FREQUENCY_HZ = 50.0
+FREQUENCY_SPREAD_HZ = 0.05
 
 # Default split of the initial energy over the bands (sharp, peak, flat; valley is the rest).
 _INITIAL_SHARES = (0.10, 0.35, 0.30)
@@ -180,26 +197,62 @@ def _unit(*keys: int) -> float:
     return (x >> 11) / float(1 << 53)
 
 
-def _signed16(value: int) -> int:
-    """Two's complement of a signed 16-bit value as the register holds it."""
-    value = max(-0x8000, min(0x7FFF, value))
-    return value & _U16
+# --------------------------------------------------------------------------------------------
+# Faults
+# --------------------------------------------------------------------------------------------
+FAULT_KINDS = ("silent", "slow", "exception", "garbage")
 
 
-def _unsigned16(value: int) -> int:
-    return max(0, min(_U16, value))
+@dataclass(frozen=True)
+class Fault:
+    """How a meter misbehaves (see the module documentation for the exact semantics)."""
+
+    kind: str
+    delay_s: float = 0.0
+    #: silent: None drops the request, a code answers it after delay_s; exception: default 0x04.
+    exception_code: int | None = None
+    #: garbage: the value of every register read.
+    garbage: int = 0xFFFF
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        if not self.delay_s >= 0:
+            raise ValueError("delay_s must be >= 0")
+        if self.exception_code is not None:
+            if self.kind not in ("silent", "exception"):
+                raise ValueError(f"a {self.kind} fault answers no exception code")
+            ExcCodes(self.exception_code)  # ValueError for a code Modbus does not define
+        if not 0 <= self.garbage <= _U16:
+            raise ValueError("garbage must fit a 16-bit register")
+
+    @property
+    def answer(self) -> ExcCodes | None:
+        """The exception code answered, or None (a normal answer, or none at all)."""
+        if self.kind == "exception":
+            return ExcCodes(self.exception_code or ExcCodes.DEVICE_FAILURE)
+        if self.kind == "silent" and self.exception_code is not None:
+            return ExcCodes(self.exception_code)
+        return None
+
+    @property
+    def drops(self) -> bool:
+        return self.kind == "silent" and self.exception_code is None
 
 
 # --------------------------------------------------------------------------------------------
 # The meter model
 # --------------------------------------------------------------------------------------------
+Quantity = Decimal | float | int
+
+
 @dataclass
 class SimulatedMeter:
-    """One prepaid meter: a time-of-day load, a relay and energy per tariff band.
+    """One meter: a time-of-day load, a relay and energy per tariff band.
 
-    Energy is kept exactly as integer hundredths of a kWh per band (what the registers show)
-    plus a float remainder below one hundredth; the total is the sum of the band values, so
-    total == sharp + peak + flat + valley always holds on the wire.
+    Energy is kept exactly as integer hundredths of a kWh per band plus a float remainder below
+    one hundredth; the total is the sum of the band values, so total == sharp + peak + flat +
+    valley always holds on the wire.
 
     Time is an aware datetime; the time-of-day shaping and the tariff band use the time zone of
     the datetimes given to `advance_to` (the gateway passes its site time zone).
@@ -221,8 +274,22 @@ class SimulatedMeter:
     energy_hundredths: dict[Band, int] = field(default_factory=lambda: dict.fromkeys(BAND_ORDER, 0))
     #: Simulated instant the meter has been integrated up to (None: not started).
     sim_time: datetime | None = None
+    #: Device profile key (or profile) to serve this meter with; None: the gateway's.
+    profile: str | DeviceProfile | None = None
+    #: How the meter misbehaves on the bus; None: it answers normally.
+    fault: Fault | None = None
+    #: Band prices written by a price dispatch (per kWh).
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    #: Values written by a settings dispatch (e.g. alarm1_amount; overload_kw also sets
+    #: overload_kw).
+    settings: dict[str, Decimal] = field(default_factory=dict)
     _remainder: dict[Band, float] = field(
         init=False, repr=False, default_factory=lambda: dict.fromkeys(BAND_ORDER, 0.0)
+    )
+    #: Per-slot values already drawn: (kind, slot, ...) -> value. Reads within one slot (most of
+    #: them) reuse them instead of hashing again.
+    _memo: dict[tuple[object, ...], float] = field(
+        init=False, repr=False, compare=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
@@ -253,6 +320,7 @@ class SimulatedMeter:
         relay_closed: bool = True,
         power_protect: bool = False,
         overload_kw: float | None = None,
+        profile: str | DeviceProfile | None = None,
     ) -> SimulatedMeter:
         """A meter whose unspecified properties are chosen deterministically from seed and
         address: base load 1-8 kW, power factor 0.90-0.98, initial energy 100-900 kWh split
@@ -282,18 +350,47 @@ class SimulatedMeter:
             power_factor=power_factor,
             seed=seed,
             energy_hundredths=energy,
+            profile=profile,
         )
+
+    # -- faults -------------------------------------------------------------------------------
+    def set_fault(
+        self,
+        kind: str,
+        *,
+        delay_s: float = 0.0,
+        exception_code: int | None = None,
+        garbage: int = 0xFFFF,
+    ) -> Fault:
+        """Make the meter misbehave from the next request on (see `Fault`)."""
+        self.fault = Fault(kind, delay_s=delay_s, exception_code=exception_code, garbage=garbage)
+        return self.fault
+
+    def clear_fault(self) -> None:
+        self.fault = None
 
     # -- load model ---------------------------------------------------------------------------
     def _slot_local_start(self, slot: int, tz: tzinfo) -> datetime:
         return datetime.fromtimestamp(slot * SLOT_SECONDS, tz)
 
+    def _memoized(self, key: tuple[object, ...], compute: Callable[[], float]) -> float:
+        value = self._memo.get(key)
+        if value is None:
+            if len(self._memo) > 64:  # only the current slot's values are wanted again
+                self._memo.clear()
+            value = self._memo[key] = compute()
+        return value
+
     def load_kw(self, when: datetime) -> float:
         """Power the connected load draws at `when` (whether or not the relay is closed)."""
-        if when.tzinfo is None:
+        tz = when.tzinfo
+        if tz is None:
             raise ValueError("when must be an aware datetime")
         slot = math.floor(when.timestamp() / SLOT_SECONDS)
-        return self._slot_load_kw(slot, self._slot_local_start(slot, when.tzinfo))
+        return self._memoized(
+            ("load", slot, tz, self.seed, self.address, self.base_load_kw),
+            lambda: self._slot_load_kw(slot, self._slot_local_start(slot, tz)),
+        )
 
     def _slot_load_kw(self, slot: int, local_start: datetime) -> float:
         # Shape at the middle of the slot.
@@ -305,15 +402,46 @@ class SimulatedMeter:
         noise = 1.0 + LOAD_NOISE * (2.0 * _unit(self.seed, self.address, slot, 11) - 1.0)
         return self.base_load_kw * shape * noise
 
-    def voltage_v(self, when: datetime | None = None) -> float:
-        """Supply voltage at `when` (default: the meter's current simulated time)."""
+    def _slot(self, when: datetime | None) -> int | None:
         if when is None:
             when = self.sim_time
-        if when is None:
+        return None if when is None else math.floor(when.timestamp() / SLOT_SECONDS)
+
+    def voltage_v(self, when: datetime | None = None) -> float:
+        """Supply voltage at `when` (default: the meter's current simulated time)."""
+        slot = self._slot(when)
+        if slot is None:
             return NOMINAL_VOLTAGE_V
-        slot = math.floor(when.timestamp() / SLOT_SECONDS)
-        u = _unit(self.seed, self.address, slot, 12)
-        return NOMINAL_VOLTAGE_V + VOLTAGE_SPREAD_V * (2.0 * u - 1.0)
+        return NOMINAL_VOLTAGE_V + VOLTAGE_SPREAD_V * self._spread(slot, 12)
+
+    def _spread(self, slot: int, key: int) -> float:
+        """A deterministic number in [-1, 1) per meter, slot and quantity."""
+        seed, address = self.seed, self.address
+        return self._memoized(
+            ("spread", slot, key, seed, address),
+            lambda: 2.0 * _unit(seed, address, slot, key) - 1.0,
+        )
+
+    def phase_voltage_v(self, phase: int, when: datetime | None = None) -> float:
+        """Voltage of phase 1, 2 or 3: the meter's voltage ± a small per-phase offset."""
+        slot = self._slot(when)
+        offset = 0.0 if slot is None else self._spread(slot, 20 + phase)
+        return self.voltage_v(when) + PHASE_VOLTAGE_SPREAD_V * offset
+
+    @property
+    def phase_shares(self) -> tuple[float, float, float]:
+        """Share of the load on each phase (fixed per meter, summing to 1)."""
+        one, two = (
+            1 / 3 + PHASE_SHARE_SPREAD * (2.0 * _unit(self.seed, self.address, 40 + p) - 1.0)
+            for p in (1, 2)
+        )
+        return (one, two, 1.0 - one - two)
+
+    def frequency_hz(self, when: datetime | None = None) -> float:
+        slot = self._slot(when)
+        if slot is None:
+            return NOMINAL_FREQUENCY_HZ
+        return NOMINAL_FREQUENCY_HZ + FREQUENCY_SPREAD_HZ * self._spread(slot, 30)
 
     @property
     def power_kw(self) -> float:
@@ -384,67 +512,111 @@ class SimulatedMeter:
         return self.overload_kw is not None and self.power_kw > self.overload_kw
 
     @property
-    def status_word(self) -> int:
-        word = 0
-        if self.relay_closed:
-            word |= STATUS_RELAY_CLOSED
-        if self.power_protect:
-            word |= STATUS_POWER_PROTECT
-        if self.alarm:
-            word |= STATUS_ALARM
-        if self.overloaded:
-            word |= STATUS_OVERLOAD
-        return word
+    def flags(self) -> dict[str, bool]:
+        """The states a status word can report, by the status bit names profiles use."""
+        return {
+            "relay_closed": self.relay_closed,
+            "power_protect": self.power_protect,
+            "alarm": self.alarm,
+            "overload": self.overloaded,
+        }
 
-    def measurement_registers(self) -> list[int]:
-        """The 17 registers 0x0000..0x0010 at the meter's current simulated time."""
-        regs: list[int] = []
-        for value in [self.total_hundredths] + [
-            self.energy_hundredths[b] & _U32 for b in BAND_ORDER
-        ]:
-            regs += [(value >> 16) & _U16, value & _U16]
+    def status_word(self, bits: Mapping[str, int] | None = None) -> int:
+        """The status word with the given bit positions (default: the DTSY1352 profile's)."""
+        if bits is None:
+            bits = {"relay_closed": 0, "power_protect": 1, "alarm": 2, "overload": 3}
+        flags = self.flags
+        return sum(1 << bit for name, bit in bits.items() if flags.get(name))
+
+    def quantities(self, *, phases: bool = True) -> dict[str, Quantity]:
+        """Every quantity a profile field may show, by field name, at the simulated time.
+        Energy is exact (Decimal, 0.01 kWh); the rest are floats. The load sits on one phase for
+        the single-phase names and is split over three phases for the _l1/_l2/_l3 names (left
+        out unless `phases`)."""
         volts = self.voltage_v()
         kw = self.power_kw
-        if kw > 0:
-            kva = kw / self.power_factor
-            pf = self.power_factor
-        else:
-            kva = 0.0
-            pf = 1.0
-        amps = kva * 1000.0 / volts
-        regs += [
-            self.password & _U16,
-            _unsigned16(round(volts * 10)),
-            _unsigned16(round(amps * 100)),
-            _signed16(round(kw * 1000)),
-            0,
-            _unsigned16(round(kva * 1000)),
-            _signed16(round(pf * 1000)),
-        ]
-        return regs
+        pf = self.power_factor if kw > 0 else 1.0
+        kva = kw / pf
+        values: dict[str, Quantity] = {
+            "energy_kwh": self.energy_kwh,
+            "voltage_v": volts,
+            "current_a": kva * 1000.0 / volts,
+            "power_kw": kw,
+            "apparent_power_kva": kva,
+            "reactive_power_kvar": math.sqrt(max(kva * kva - kw * kw, 0.0)),
+            "power_factor": pf,
+            "frequency_hz": self.frequency_hz(),
+            "password": self.password,
+            "ct_ratio": 1,
+        }
+        for band in BAND_ORDER:
+            values[f"energy_{band}_kwh"] = self.band_energy_kwh(band)
+        if not phases:
+            return values
+        for phase, share in enumerate(self.phase_shares, start=1):
+            phase_volts = self.phase_voltage_v(phase)
+            values[f"voltage_l{phase}_v"] = phase_volts
+            values[f"power_l{phase}_kw"] = kw * share
+            values[f"current_l{phase}_a"] = kw * share / pf * 1000.0 / phase_volts
+        return values
 
-    def registers(self) -> dict[int, int]:
-        """Register address → value for the live registers (measurements and status)."""
-        regs = dict(enumerate(self.measurement_registers(), start=MEASUREMENT_ADDRESS))
-        regs[STATUS_ADDRESS] = self.status_word
-        return regs
+    def apply_settings(self, values: Mapping[str, Decimal]) -> None:
+        """Store dispatched settings; overload_kw also becomes the overload limit (0: none)."""
+        self.settings.update(values)
+        if "overload_kw" in values:
+            limit = values["overload_kw"]
+            self.overload_kw = float(limit) if limit > 0 else None
 
 
 # --------------------------------------------------------------------------------------------
-# The gateway
+# A profile as the gateway serves it
 # --------------------------------------------------------------------------------------------
-def _simdata() -> list[SimData]:
-    """The register blocks of one meter; the gaps between them are invalid addresses."""
-    return [
-        SimData(ENERGY_TOTAL_ADDRESS, values=[0] * 5, datatype=DataType.UINT32, readonly=True),
-        SimData(PASSWORD_ADDRESS, count=3, datatype=DataType.UINT16, readonly=True),
-        SimData(POWER_ADDRESS, datatype=DataType.INT16, readonly=True),
-        SimData(RESERVED_ADDRESS, datatype=DataType.UINT16, readonly=True),
-        SimData(APPARENT_POWER_ADDRESS, datatype=DataType.UINT16, readonly=True),
-        SimData(POWER_FACTOR_ADDRESS, datatype=DataType.INT16, readonly=True),
-        SimData(CONTROL_ADDRESS, count=CONTROL_COUNT, datatype=DataType.REGISTERS),
-        SimData(STATUS_ADDRESS, datatype=DataType.UINT16, readonly=True),
-    ]
+class _Layout:
+    """What a profile makes readable and writable, precomputed once per profile."""
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        self.profile = profile
+        self.fields = {
+            fc: [f for f in profile.fields.values() if f.function == fc] for fc in (3, 4)
+        }
+        self.readable: dict[int, set[int]] = {}
+        for block in profile.blocks:
+            self.readable.setdefault(block.function, set()).update(range(block.address, block.end))
+        # One entry per control register range (trip and close share theirs).
+        self.ranges: dict[tuple[int, int], list[tuple[str, Control]]] = {}
+        for kind, control in profile.controls.items():
+            self.ranges.setdefault((control.address, control.count), []).append((kind, control))
+            self.readable.setdefault(3, set()).update(range(control.address, control.end))
+        self.write_functions = {c.function for c in profile.controls.values()}
+        status = profile.readback.field if profile.readback else "status"
+        self.status_fields = {status, "status"} & set(profile.fields)
+        self.phases = any(re.search(r"_l[123]_", name) for name in profile.fields)
+        addresses = set().union(*self.readable.values())
+        self.low = min(addresses)
+        self.high = max(addresses) + 1
+
+
+@dataclass
+class _MeterState:
+    """A meter as its gateway serves it: the model, its layout, the switch registers written."""
+
+    meter: SimulatedMeter
+    layout: _Layout
+    written: dict[int, int] = field(default_factory=dict)
+
+
+def _framer(framer: str | FramerType) -> FramerType:
+    names = {
+        "tcp": FramerType.SOCKET,
+        "socket": FramerType.SOCKET,
+        "rtu": FramerType.RTU,
+        "rtu-over-tcp": FramerType.RTU,
+    }
+    if isinstance(framer, FramerType) and framer in names.values():
+        return framer
+    if isinstance(framer, str) and framer in names:
+        return names[framer]
+    raise ValueError(f"framer {framer!r}: expected 'tcp' or 'rtu'")
 
 
 def _free_port(host: str) -> int:
@@ -453,12 +625,32 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def _place(out: list[int], address: int, start: int, words: Sequence[int]) -> None:
+    """Copy `words` (registers from `start`) into `out` (registers from `address`) where they
+    overlap."""
+    for i, word in enumerate(words):
+        offset = start + i - address
+        if 0 <= offset < len(out):
+            out[offset] = word
+
+
+class _Drop(NoSuchIdException):
+    """Raised in a device action so the server sends no answer at all (the server is built with
+    ignore_missing_devices, and device id 0 catches every id that is not on the bus)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway
+# --------------------------------------------------------------------------------------------
 class GatewaySimulator:
-    """A Modbus TCP gateway with up to 32 simulated meters on its bus.
+    """A Modbus gateway with up to 32 simulated meters on its bus.
 
     `meters` are SimulatedMeter objects or bare addresses (then built with
-    `SimulatedMeter.create(address, seed=seed)`). With port=0 a free port is chosen when the
-    gateway starts; `.port` is the bound port after `start()`.
+    `SimulatedMeter.create(address, seed=seed)`). Each meter is served through its own `profile`,
+    else the gateway's `profile` (a key of collector/profiles or a DeviceProfile). `framer` is
+    "tcp" (a Modbus TCP gateway, MBAP) or "rtu" (a transparent serial server: raw RTU frames
+    with CRC over TCP). With port=0 a free port is chosen when the gateway starts; `.port` is
+    the bound port after `start()`.
     """
 
     def __init__(
@@ -473,6 +665,8 @@ class GatewaySimulator:
         tz: tzinfo = DEFAULT_TZ,
         seed: int = 0,
         offline_delay: float = 0.0,
+        profile: str | DeviceProfile = DEFAULT_PROFILE,
+        framer: str | FramerType = "tcp",
     ) -> None:
         built = [
             m if isinstance(m, SimulatedMeter) else SimulatedMeter.create(m, seed=seed)
@@ -502,18 +696,30 @@ class GatewaySimulator:
         self.speed = float(speed)
         self.tz = tz
         self.offline_delay = offline_delay
+        self.framer = _framer(framer)
         self._clock = clock
         self._clock0 = clock()
         self._start_at = start_at.astimezone(tz)
-        self._meters: dict[int, SimulatedMeter] = {m.address: m for m in built}
+        layouts: dict[int, _Layout] = {}
+
+        def layout(spec: str | DeviceProfile) -> _Layout:
+            resolved = load_profile(spec) if isinstance(spec, str) else spec
+            if id(resolved) not in layouts:
+                layouts[id(resolved)] = _Layout(resolved)
+            return layouts[id(resolved)]
+
+        self._meters: dict[int, _MeterState] = {
+            m.address: _MeterState(m, layout(m.profile or profile)) for m in built
+        }
         for meter in built:
             meter.advance_to(self._start_at)
         self._server: ModbusTcpServer | None = None
+        self._down = False
 
     # -- model access -------------------------------------------------------------------------
     @property
     def meters(self) -> list[SimulatedMeter]:
-        return list(self._meters.values())
+        return [state.meter for state in self._meters.values()]
 
     @property
     def addresses(self) -> list[int]:
@@ -521,7 +727,11 @@ class GatewaySimulator:
 
     def meter(self, address: int) -> SimulatedMeter:
         """The meter at a bus address (KeyError if none)."""
-        return self._meters[address]
+        return self._meters[address].meter
+
+    def profile_of(self, address: int) -> DeviceProfile:
+        """The profile a meter is served with."""
+        return self._meters[address].layout.profile
 
     def now(self) -> datetime:
         """Simulated wall time in the site time zone."""
@@ -531,8 +741,8 @@ class GatewaySimulator:
     def sync(self) -> None:
         """Integrate every meter up to the simulated now."""
         now = self.now()
-        for meter in self._meters.values():
-            meter.advance_to(now)
+        for state in self._meters.values():
+            state.meter.advance_to(now)
 
     def trip(self, address: int) -> None:
         """Open a meter's relay now, as a remote trip command would."""
@@ -542,10 +752,104 @@ class GatewaySimulator:
         """Close a meter's relay now, as a remote close command would."""
         self.meter(address).close(at=self.now())
 
+    # -- the register image -------------------------------------------------------------------
+    def _quantities(self, state: _MeterState, names: set[str]) -> dict[str, Quantity]:
+        layout = state.layout
+        status_only = names <= layout.status_fields
+        values = {} if status_only else state.meter.quantities(phases=layout.phases)
+        if names & layout.status_fields:
+            status = state.meter.status_word(layout.profile.status_bits)
+            values.update(dict.fromkeys(layout.status_fields, status))
+        return values
+
+    def _control_image(self, state: _MeterState, kind: str, control: Control) -> list[int]:
+        if control.encoding is None:
+            return [state.written.get(a, 0) for a in range(control.address, control.end)]
+        meter = state.meter
+        registers: list[int] = []
+        for item in control.items:
+            value: Quantity = 0
+            if kind == "price":
+                value = meter.prices.get(item, 0)
+            elif item == "overload_kw" and meter.overload_kw is not None:
+                value = meter.overload_kw
+            else:
+                value = meter.settings.get(item, 0)
+            registers += control.encoding.encode(value)
+        return registers
+
+    def _image(self, state: _MeterState, function: int, address: int, count: int) -> list[int]:
+        out = [0] * count
+        end = address + count
+        shown = [
+            fld for fld in state.layout.fields.get(function, ())
+            if fld.address < end and address < fld.end
+        ]  # fmt: skip
+        if shown:
+            values = self._quantities(state, {fld.name for fld in shown})
+            for fld in shown:
+                _place(out, address, fld.address, fld.encode(values.get(fld.name, 0)))
+        if function == 3:
+            for (start, size), controls in state.layout.ranges.items():
+                if start < end and address < start + size:
+                    kind, control = controls[0]
+                    _place(out, address, start, self._control_image(state, kind, control))
+        return out
+
+    def _write(
+        self, state: _MeterState, function: int, address: int, values: list[int]
+    ) -> ExcCodes | None:
+        layout, meter = state.layout, state.meter
+        if function not in layout.write_functions:
+            return ExcCodes.ILLEGAL_FUNCTION
+        end = address + len(values)
+        touched = [
+            controls
+            for (start, size), controls in layout.ranges.items()
+            if start < end and address < start + size
+        ]
+        if not touched:
+            return ExcCodes.ILLEGAL_ADDRESS
+        candidates = [
+            (kind, control)
+            for controls in touched
+            for kind, control in controls
+            if (control.function, control.address, control.count)
+            == (function, address, len(values))
+        ]
+        now = self.now()
+        for kind, control in candidates:
+            if control.encoding is not None:
+                try:
+                    decoded = control.decode(values)
+                except DecodeError:
+                    return ExcCodes.ILLEGAL_VALUE
+                if kind == "price":
+                    meter.prices.update(decoded)
+                else:
+                    meter.apply_settings(decoded)
+                return None
+            if tuple(values) == control.values:
+                if kind == "trip":
+                    meter.trip(at=now)
+                elif kind == "close":
+                    meter.close(at=now)
+                elif kind in ("protect_on", "protect_off"):
+                    meter.advance_to(now)
+                    meter.power_protect = kind == "protect_on"
+                state.written.update(zip(range(address, end), values, strict=True))
+                return None
+        return ExcCodes.ILLEGAL_VALUE
+
     # -- Modbus -------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    @property
+    def down(self) -> bool:
+        """True between go_down() and come_back()."""
+        return self._down
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -553,10 +857,18 @@ class GatewaySimulator:
 
     def _devices(self) -> list[SimDevice]:
         devices = [
-            SimDevice(id=address, simdata=_simdata(), action=self._meter_action(meter))
-            for address, meter in sorted(self._meters.items())
+            SimDevice(
+                id=address,
+                simdata=SimData(
+                    state.layout.low,
+                    count=state.layout.high - state.layout.low,
+                    datatype=DataType.REGISTERS,
+                ),
+                action=self._meter_action(state),
+            )
+            for address, state in sorted(self._meters.items())
         ]
-        # Device id 0 catches every id that is not on the bus: a real gateway answers 0x0B.
+        # Device id 0 catches every id that is not on the bus.
         devices.append(
             SimDevice(
                 id=0,
@@ -565,6 +877,15 @@ class GatewaySimulator:
             )
         )
         return devices
+
+    async def _no_meter(self) -> ExcCodes:
+        """A meter that does not answer: a Modbus TCP gateway answers 0x0B after its own
+        timeout; a transparent serial server has nothing to say."""
+        if self.framer == FramerType.RTU:
+            raise _Drop("no meter answers at this address")
+        if self.offline_delay > 0:
+            await asyncio.sleep(self.offline_delay)
+        return ExcCodes.GATEWAY_NO_RESPONSE
 
     async def _absent_action(
         self,
@@ -575,11 +896,11 @@ class GatewaySimulator:
         current_registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        if self.offline_delay > 0:
-            await asyncio.sleep(self.offline_delay)
-        return ExcCodes.GATEWAY_NO_RESPONSE
+        return await self._no_meter()
 
-    def _meter_action(self, meter: SimulatedMeter) -> SimAction:
+    def _meter_action(self, state: _MeterState) -> SimAction:
+        meter, layout = state.meter, state.layout
+
         async def action(
             function_code: int,
             start_address: int,
@@ -588,47 +909,43 @@ class GatewaySimulator:
             current_registers: list[int],
             set_values: list[int] | list[bool] | None,
         ) -> ExcCodes | None:
+            if set_values is None and function_code in _WRITE_FUNCTIONS:
+                return None  # the server reading back what an FC06 write just stored
             if not meter.online:
-                return await self._absent_action(
-                    function_code, start_address, address, count, current_registers, set_values
-                )
-            if function_code not in (FC_READ_HOLDING, FC_WRITE_MULTIPLE):
-                return ExcCodes.ILLEGAL_FUNCTION
-            now = self.now()
+                return await self._no_meter()
+            fault = meter.fault
+            if fault is not None:
+                if fault.drops:
+                    raise _Drop(f"meter {meter.address} is silent")
+                if fault.delay_s > 0:
+                    await asyncio.sleep(fault.delay_s)
+                if fault.answer is not None:
+                    return fault.answer
             if set_values is not None:
-                # Only the control block is writable (everything else is read-only).
-                if address != CONTROL_ADDRESS or count != CONTROL_COUNT:
-                    return ExcCodes.ILLEGAL_VALUE
-                command = tuple(int(v) for v in set_values)
-                if command == CONTROL_TRIP:
-                    meter.trip(at=now)
-                elif command == CONTROL_CLOSE:
-                    meter.close(at=now)
-                else:
-                    return ExcCodes.ILLEGAL_VALUE
+                return self._write(state, function_code, address, [int(v) for v in set_values])
+            readable = layout.readable.get(function_code)
+            if readable is None:
+                return ExcCodes.ILLEGAL_FUNCTION
+            if any(a not in readable for a in range(address, address + count)):
+                return ExcCodes.ILLEGAL_ADDRESS
+            meter.advance_to(self.now())
+            if fault is not None and fault.kind == "garbage":
+                image = [fault.garbage] * count
             else:
-                meter.advance_to(now)
-            self._refresh(meter, start_address, current_registers)
+                image = self._image(state, function_code, address, count)
+            offset = address - start_address
+            current_registers[offset : offset + count] = image
             return None
 
         return action
 
-    @staticmethod
-    def _refresh(meter: SimulatedMeter, start_address: int, registers: list[int]) -> None:
-        base = MEASUREMENT_ADDRESS - start_address
-        registers[base : base + MEASUREMENT_COUNT] = meter.measurement_registers()
-        registers[STATUS_ADDRESS - start_address] = meter.status_word
-
-    async def start(self) -> None:
-        """Bind and start serving in the running event loop."""
-        if self._server is not None:
-            raise RuntimeError("gateway simulator already started")
-        port = self.requested_port
-        if port == 0 and self.host in ("", "0.0.0.0", "::"):
-            # A wildcard listener may open one socket per address family, each with its own
-            # ephemeral port: pick one port up front instead.
-            port = _free_port(self.host)
-        server = ModbusTcpServer(context=self._devices(), address=(self.host, port))
+    async def _listen(self, port: int) -> None:
+        server = ModbusTcpServer(
+            context=self._devices(),
+            address=(self.host, port),
+            framer=self.framer,
+            ignore_missing_devices=True,  # lets a silent meter drop a request (see _Drop)
+        )
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
@@ -642,8 +959,7 @@ class GatewaySimulator:
         self.port = port
         self._server = server
 
-    async def stop(self) -> None:
-        """Stop serving, drop client connections and release the port."""
+    async def _close(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
@@ -653,6 +969,36 @@ class GatewaySimulator:
         if wait_closed is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(wait_closed(), timeout=1.0)
+
+    async def start(self) -> None:
+        """Bind and start serving in the running event loop."""
+        if self._server is not None or self._down:
+            raise RuntimeError("gateway simulator already started")
+        port = self.requested_port
+        if port == 0 and self.host in ("", "0.0.0.0", "::"):
+            # A wildcard listener may open one socket per address family, each with its own
+            # ephemeral port: pick one port up front instead.
+            port = _free_port(self.host)
+        await self._listen(port)
+
+    async def go_down(self) -> None:
+        """The gateway fails: drop every connection and refuse new ones, keeping the port."""
+        if self._server is None:
+            raise RuntimeError("gateway simulator is not running")
+        await self._close()
+        self._down = True
+
+    async def come_back(self) -> None:
+        """The gateway recovers: listen again on the same port (OSError if it was taken)."""
+        if not self._down:
+            raise RuntimeError("gateway simulator is not down")
+        await self._listen(self.port)
+        self._down = False
+
+    async def stop(self) -> None:
+        """Stop serving, drop client connections and release the port."""
+        await self._close()
+        self._down = False
         if self.requested_port == 0:
             self.port = 0
 
@@ -669,8 +1015,9 @@ class GatewaySimulator:
         await self.stop()
 
     def __repr__(self) -> str:
+        framer = "rtu" if self.framer == FramerType.RTU else "tcp"
         return (
-            f"GatewaySimulator({self.host}:{self.port}, meters={self.addresses}, "
+            f"GatewaySimulator({self.host}:{self.port}, {framer}, meters={self.addresses}, "
             f"speed={self.speed:g})"
         )
 
@@ -713,6 +1060,8 @@ async def run_simulators(
     tz: tzinfo = DEFAULT_TZ,
     clock: Callable[[], float] = time.monotonic,
     on_started: Callable[[Sequence[GatewaySimulator]], None] | None = None,
+    profile: str | DeviceProfile = DEFAULT_PROFILE,
+    framer: str | FramerType = "tcp",
 ) -> None:
     """One GatewaySimulator per (host, port, addresses) spec, served until cancelled. The
     gateways share one simulated clock; gateway i uses seed `seed * 1_000_003 + i`, so meters
@@ -729,6 +1078,8 @@ async def run_simulators(
             start_at=start_at,
             tz=tz,
             seed=seed * 1_000_003 + index,
+            profile=profile,
+            framer=framer,
         )
         for index, (host, port, addresses) in enumerate(specs)
     ]

@@ -141,12 +141,14 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     from collector.service import Collector
     from collector.tsdb import open_store
 
-    store = open_store(settings.timeseries_url, settings.database_url)
+    spool = settings.spool_dir if settings.timeseries_url else None
+    store = open_store(settings.timeseries_url, settings.database_url, spool_dir=spool)
     collector = Collector(
         settings.database_url,
         store,
         interval_s=args.interval or settings.collect_interval_s,
         policy=settings.billing_policy(),
+        archive_keep_days=settings.archive_after_days,
     )
     try:
         run_until_signalled(collector.run())

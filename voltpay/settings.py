@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     alarm1_amount: Decimal = Decimal("50.00")
     alarm2_amount: Decimal = Decimal("20.00")
     collect_interval_s: float = 1800.0
+    # Readings InfluxDB cannot take (it is down) wait here, on disk, in order.
+    spool_dir: str = str(VAR_DIR / "spool")
+    # 数据转存: readings older than this many local days are rolled up per meter per day.
+    archive_after_days: int = 90
     command_ttl_s: float = 600.0
     modbus_timeout_s: float = 1.0
     modbus_retries: int = 1
@@ -46,6 +50,13 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone name
+        return value
+
+    @field_validator("archive_after_days")
+    @classmethod
+    def _keep_today(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1 (today's readings always stay hot)")
         return value
 
     @field_validator("collect_interval_s")

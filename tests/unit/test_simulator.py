@@ -7,16 +7,17 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.framer import FramerType
 
+from collector.profiles import Control, DeviceProfile, load_profile
 from collector.simulator import (
     CONTROL_ADDRESS,
+    MEASUREMENT_ADDRESS,
     MEASUREMENT_COUNT,
     STATUS_ADDRESS,
     STATUS_ALARM,
@@ -32,7 +33,6 @@ from collector.simulator import (
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2025, 6, 2, 12, 0, tzinfo=SHANGHAI)
-PROFILE = Path(__file__).resolve().parents[2] / "collector" / "profiles" / "acrel_dtsy1352.yaml"
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_ADDRESS = 2
@@ -99,7 +99,10 @@ def run_gateway(scenario: Scenario, meters: list[Any] | None = None, **kwargs: A
         options.update(kwargs)
         gateway = GatewaySimulator(meters or [1, 2], **options)
         await gateway.start()
-        client = AsyncModbusTcpClient("127.0.0.1", port=gateway.port, timeout=1, retries=0)
+        framer = FramerType.RTU if options.get("framer") == "rtu" else FramerType.SOCKET
+        client = AsyncModbusTcpClient(
+            "127.0.0.1", port=gateway.port, framer=framer, timeout=1, retries=0
+        )
         try:
             assert await client.connect()
             await scenario(gateway, client, clock)
@@ -312,6 +315,139 @@ def test_gateway_rejects_bad_bus_configurations() -> None:
         GatewaySimulator([1], start_at=datetime(2025, 1, 1))  # noqa: DTZ001 - naive on purpose
 
 
+# -- every profile, through the collector's decode pipeline -----------------------------------
+
+SHIPPED = ("acrel_dtsy1352", "acrel_ddsy1352", "acrel_dtsd1352", "chint_ddsu666")
+
+
+async def read_profile(
+    client: AsyncModbusTcpClient, profile: DeviceProfile, device_id: int
+) -> dict[str, Decimal]:
+    """Read every derived block as the collector does and decode it with the profile."""
+    registers = {}
+    for block in profile.blocks:
+        read = client.read_holding_registers if block.function == 3 else client.read_input_registers
+        response = await read(block.address, count=block.count, device_id=device_id)
+        assert not response.isError(), (block, response)
+        registers[block.name] = list(response.registers)
+    return profile.decode(registers)
+
+
+def near(value: Decimal | int, model: float | Decimal, tolerance: str) -> bool:
+    return abs(value - Decimal(str(model))) <= Decimal(tolerance)
+
+
+@pytest.mark.parametrize("key", SHIPPED)
+def test_every_profile_is_served_and_decodes_to_the_model(key: str) -> None:
+    meter = SimulatedMeter.create(1, base_load_kw=5.0, initial_kwh=Decimal("500.00"))
+
+    async def scenario(
+        gw: GatewaySimulator, client: AsyncModbusTcpClient, clock: FakeClock
+    ) -> None:
+        profile = load_profile(key)
+        model = gw.meter(1)
+        before = await read_profile(client, profile, 1)
+        clock.advance(2.0)  # two simulated hours
+        after = await read_profile(client, profile, 1)
+        assert Decimal(500) <= before["energy_kwh"] < after["energy_kwh"]
+        assert near(after["energy_kwh"], model.energy_kwh, "0.001")  # float32 for the DDSU666
+        assert near(after["power_kw"], model.power_kw, "0.001")
+        assert Decimal("0.5") < after["power_kw"] < Decimal("6")  # 14:00, the mall is open
+        assert Decimal("0.9") <= after["power_factor"] <= 1
+        if "voltage_v" in profile.fields:
+            assert near(after["voltage_v"], model.voltage_v(), "0.05")
+            assert near(after["current_a"], model.quantities()["current_a"], "0.005")
+        if "voltage_l1_v" in profile.fields:  # three phases sharing the load
+            phases = [after[f"power_l{p}_kw"] for p in (1, 2, 3)]
+            assert near(sum(phases), after["power_kw"], "0.003")
+            assert all(Decimal(215) < after[f"voltage_l{p}_v"] < Decimal(245) for p in (1, 2, 3))
+        if "frequency_hz" in profile.fields:
+            assert Decimal("49.9") <= after["frequency_hz"] <= Decimal("50.1")
+        bands = profile.band_energy(after)
+        if bands is not None:
+            assert sum(bands.values()) == after["energy_kwh"]
+        if profile.readback is not None:
+            assert profile.relay_closed(after) is True
+
+    run_gateway(scenario, meters=[meter], profile=key)
+
+
+def test_meters_with_different_profiles_share_a_bus() -> None:
+    acrel = SimulatedMeter.create(1)
+    chint = SimulatedMeter.create(2, profile="chint_ddsu666")
+
+    async def scenario(gw: GatewaySimulator, client: AsyncModbusTcpClient, _: FakeClock) -> None:
+        assert gw.profile_of(2).model == "Chint DDSU666"
+        fc04 = await client.read_input_registers(0x0000, count=2, device_id=1)
+        assert fc04.isError() and fc04.exception_code == ILLEGAL_FUNCTION
+        fc03 = await client.read_holding_registers(0x2000, count=2, device_id=2)
+        assert fc03.isError() and fc03.exception_code == ILLEGAL_FUNCTION
+        # the gap registers inside a coalesced block read 0; past the block they are illegal
+        gap = await client.read_input_registers(0x2008, count=2, device_id=2)
+        assert list(gap.registers) == [0, 0]
+        outside = await client.read_input_registers(0x2010, count=1, device_id=2)
+        assert outside.isError() and outside.exception_code == ILLEGAL_ADDRESS
+        password = await client.read_holding_registers(0x000A, count=1, device_id=1)
+        assert list(password.registers) == [0]
+        energy = await read_profile(client, load_profile("chint_ddsu666"), 2)
+        assert near(energy["energy_kwh"], gw.meter(2).energy_kwh, "0.001")
+
+    run_gateway(scenario, meters=[acrel, chint])
+
+
+def test_dispatched_prices_settings_and_power_protect_reach_the_meter() -> None:
+    meter = SimulatedMeter.create(1, base_load_kw=5.0)
+    profile = load_profile("acrel_dtsy1352")
+    price = profile.controls["price"]
+    settings = profile.controls["settings"]
+
+    async def scenario(gw: GatewaySimulator, client: AsyncModbusTcpClient, _: FakeClock) -> None:
+        prices = {"sharp": "1.45", "peak": "1.2", "flat": "0.85", "valley": "0.45"}
+        written = profile.encode_control("price", prices)
+        assert not (await client.write_registers(price.address, written, device_id=1)).isError()
+        assert gw.meter(1).prices == {band: Decimal(v) for band, v in prices.items()}
+        back = await client.read_holding_registers(price.address, count=price.count, device_id=1)
+        assert list(back.registers) == written
+
+        limits = {"alarm1_amount": "50", "alarm2_amount": "20", "overload_kw": "0.5"}
+        written = profile.encode_control("settings", limits)
+        assert not (await client.write_registers(settings.address, written, device_id=1)).isError()
+        assert gw.meter(1).overload_kw == 0.5
+        assert gw.meter(1).settings["alarm1_amount"] == Decimal(50)
+
+        protect = profile.controls["protect_on"]
+        await client.write_registers(protect.address, list(protect.values), device_id=1)
+        values = await read_profile(client, profile, 1)
+        assert profile.status_flag(values, "power_protect") is True
+        assert profile.status_flag(values, "overload") is True  # 5 kW load over a 0.5 kW limit
+        protect = profile.controls["protect_off"]
+        await client.write_registers(protect.address, list(protect.values), device_id=1)
+        assert not gw.meter(1).power_protect
+
+        partial = await client.write_registers(price.address, written[:2], device_id=1)
+        assert partial.isError() and partial.exception_code == ILLEGAL_VALUE
+
+    run_gateway(scenario, meters=[meter])
+
+
+def test_rtu_over_tcp_serves_the_same_registers() -> None:
+    async def scenario(
+        gw: GatewaySimulator, client: AsyncModbusTcpClient, clock: FakeClock
+    ) -> None:
+        assert gw.framer == FramerType.RTU
+        profile = load_profile("acrel_dtsy1352")
+        before = await read_profile(client, profile, 1)
+        assert before["energy_kwh"] == gw.meter(1).energy_kwh
+        assert not (await client.write_registers(CONTROL_ADDRESS, [1, 1], device_id=2)).isError()
+        assert not gw.meter(2).relay_closed
+        clock.advance(1.0)
+        after = await read_profile(client, profile, 1)
+        assert after["energy_kwh"] == gw.meter(1).energy_kwh > before["energy_kwh"]
+        assert profile.relay_closed(await read_profile(client, profile, 2)) is False
+
+    run_gateway(scenario, framer="rtu")
+
+
 # -- the model -------------------------------------------------------------------------------
 
 
@@ -364,8 +500,8 @@ def test_defaults_are_deterministic_per_seed_and_address() -> None:
     assert SimulatedMeter.create(6, seed=1).base_load_kw != a.base_load_kw
 
 
-def test_simulator_serves_the_profile_layout() -> None:
-    profile = yaml.safe_load(PROFILE.read_text())
+def test_simulator_constants_match_the_default_profile() -> None:
+    profile = load_profile("acrel_dtsy1352")
     expected = {
         "energy_kwh": 0x0000,
         "energy_sharp_kwh": 0x0002,
@@ -375,20 +511,16 @@ def test_simulator_serves_the_profile_layout() -> None:
         "voltage_v": 0x000B,
         "current_a": 0x000C,
         "power_kw": 0x000D,
+        "apparent_power_kva": 0x000F,
         "power_factor": 0x0010,
         "status": STATUS_ADDRESS,
     }
-    assert {name: f["address"] for name, f in profile["fields"].items()} == expected
-    blocks = [(b["function"], b["address"], b["count"]) for b in profile["blocks"]]
-    assert blocks == [(3, 0, MEASUREMENT_COUNT), (3, STATUS_ADDRESS, 1)]
-    assert profile["controls"]["trip"] == {
-        "function": 16,
-        "address": CONTROL_ADDRESS,
-        "values": [1, 1],
-        "source": "CODE",
-    }
-    assert profile["controls"]["close"]["values"] == [1, 0]
-    bits = profile["status_bits"]
+    assert {name: f.address for name, f in profile.fields.items()} == expected
+    blocks = [(b.function, b.address, b.count) for b in profile.blocks]
+    assert blocks == [(3, MEASUREMENT_ADDRESS, MEASUREMENT_COUNT), (3, STATUS_ADDRESS, 1)]
+    assert profile.controls["trip"] == Control(16, CONTROL_ADDRESS, (1, 1), source="CODE")
+    assert profile.controls["close"].values == (1, 0)
+    bits = profile.status_bits
     assert 1 << bits["relay_closed"] == STATUS_RELAY_CLOSED
     assert 1 << bits["power_protect"] == STATUS_POWER_PROTECT
     assert 1 << bits["alarm"] == STATUS_ALARM
