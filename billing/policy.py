@@ -17,4 +17,5 @@ class BillingPolicy:
     hoarding_limit: Decimal = Decimal("100000.00")
     alarm1_amount: Decimal = Decimal("50.00")
     alarm2_amount: Decimal = Decimal("20.00")
+    overload_kw: Decimal = Decimal("30.00")  # default power threshold dispatched to meters
     command_ttl: timedelta = timedelta(minutes=10)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -32,7 +33,7 @@ from billing.charging import charge_readings
 from billing.policy import BillingPolicy
 from collector.archive import archive_readings
 from collector.modbus import GatewayClient, GatewayUnreachable, Link, ModbusError
-from collector.profiles import DeviceProfile, load_profile
+from collector.profiles import DecodeError, DeviceProfile, load_all_profiles, load_profile
 from collector.readings import MeterReading, ReadingStore, StoreUnavailable
 from collector.spool import SpoolingStore
 from schema import measurements as m
@@ -44,6 +45,7 @@ RETRY_COMMAND_AFTER_S = 2.0
 MAX_PROBE_EVERY = 4  # a meter that keeps failing is still tried at least every 4th cycle
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0
+STORED_QUANTUM = Decimal("0.0001")
 
 
 def utcnow() -> datetime:
@@ -74,6 +76,7 @@ class CommandJob:
     meter_id: int
     kind: str
     expires_at: datetime
+    payload: dict[str, str] | None = None
 
 
 @dataclass
@@ -131,7 +134,7 @@ def load_site(session: Session) -> list[GatewayTarget]:
                             load_profile(meter.profile), tags)
             )
         link = Link(transport=gw.transport, host=gw.host, port=gw.port,
-                    timeout_s=float(gw.timeout_s))
+                    baudrate=gw.baudrate, timeout_s=float(gw.timeout_s), gap_s=gw.gap_ms / 1000)
         targets.append(
             GatewayTarget(
                 gateway_id=gw.id, name=gw.name, link=link,
@@ -185,6 +188,7 @@ class Collector:
                 group.create_task(GatewayTask(self, target).run())
 
     def _load_site(self) -> list[GatewayTarget]:
+        load_all_profiles()  # a broken profile file stops the collector at start, named
         with unit_of_work(self.database_url) as session:
             targets = load_site(session)
         for target in targets:
@@ -297,7 +301,7 @@ class Collector:
             rows = session.scalars(
                 select(Command).where(Command.state == "queued").order_by(Command.id)
             ).all()
-            return [CommandJob(c.id, c.meter_id, c.kind, c.expires_at) for c in rows]
+            return [CommandJob(c.id, c.meter_id, c.kind, c.expires_at, c.payload) for c in rows]
 
     async def execute(self, client: GatewayClient, job: CommandJob) -> None:
         try:
@@ -307,28 +311,63 @@ class Collector:
 
     async def _run_command(self, client: GatewayClient, job: CommandJob) -> None:
         meter = self._meters[job.meter_id]
-        control = meter.profile.controls.get(job.kind)
+        profile = meter.profile
+        control = profile.controls.get(job.kind)
         if self.clock() >= job.expires_at:
             await asyncio.to_thread(self._finish, job, "expired", "expired before it could run")
             return
         if control is None:
             await asyncio.to_thread(
-                self._finish, job, "failed", f"{meter.profile.model} has no '{job.kind}' control"
+                self._finish, job, "failed", f"{profile.model} has no '{job.kind}' control"
             )
             return
-        await asyncio.to_thread(self._mark_sent, job)
-        want_closed = job.kind == "close"
         try:
-            await client.write(meter.bus_address, control.function, control.address, control.values)
-            reading = await read_meter(client, meter, self.clock())
-        except ModbusError as exc:
+            registers = profile.encode_control(
+                job.kind,
+                {item: (job.payload or {}).get(item, "") for item in control.items}
+                if control.is_block else None,
+            )
+        except ValueError as exc:
+            await asyncio.to_thread(self._finish, job, "failed", f"cannot dispatch: {exc}")
+            return
+        await asyncio.to_thread(self._mark_sent, job)
+        try:
+            await client.write(meter.bus_address, control.function, control.address, registers)
+            confirmed, result, reading = await self._read_back(client, meter, job, registers)
+        except (ModbusError, DecodeError) as exc:
             await asyncio.to_thread(self._retry_later, job, str(exc))
             return
-        if reading.relay_closed is want_closed:
-            state = "closed" if want_closed else "open"
-            await asyncio.to_thread(self._finish, job, "confirmed", f"relay {state}", reading)
+        if confirmed:
+            await asyncio.to_thread(self._finish, job, "confirmed", result, reading)
         else:
-            await asyncio.to_thread(self._retry_later, job, "read-back does not show the change")
+            await asyncio.to_thread(self._retry_later, job, result)
+
+    async def _read_back(
+        self, client: GatewayClient, meter: MeterTarget, job: CommandJob, written: list[int]
+    ) -> tuple[bool, str, MeterReading | None]:
+        """Read the meter after a write: did the change take?"""
+        control = meter.profile.controls[job.kind]
+        if control.is_block:
+            back = await client.read(meter.bus_address, 3, control.address, control.count)
+            if back == written:
+                values = control.decode(back)
+                return True, "read back: " + ", ".join(f"{k} {v}" for k, v in values.items()), None
+            return False, "read-back does not show the values written", None
+        values = await read_values(client, meter)
+        reading = reading_from(meter, values, self.clock())
+        if job.kind in ("trip", "close"):
+            want = job.kind == "close"
+            if reading.relay_closed is want:
+                return True, f"relay {'closed' if want else 'open'}", reading
+            return False, "read-back does not show the relay change", reading
+        if job.kind in ("protect_on", "protect_off"):
+            flag = meter.profile.status_flag(values, "power_protect")
+            if flag is None:
+                return True, "written (the meter reports no power-protect state)", reading
+            if flag is (job.kind == "protect_on"):
+                return True, f"power-protect {'on' if flag else 'off'}", reading
+            return False, "read-back does not show the power-protect change", reading
+        return True, "written", reading
 
     def _mark_sent(self, job: CommandJob) -> None:
         with unit_of_work(self.database_url) as session:
@@ -362,26 +401,46 @@ class Collector:
         self._not_before.pop(job.command_id, None)
 
 
-async def read_meter(client: GatewayClient, meter: MeterTarget, at: datetime) -> MeterReading:
-    """Read every register block of the meter's profile and decode them into a reading."""
+async def read_values(client: GatewayClient, meter: MeterTarget) -> dict[str, Decimal]:
+    """Read every register block of the meter's profile and decode them into field values."""
     profile = meter.profile
     registers = {
         block.name: await client.read(meter.bus_address, block.function, block.address,
                                       block.count)
         for block in profile.blocks
     }
-    values = profile.decode(registers)
+    try:
+        return profile.decode(registers)
+    except DecodeError as exc:
+        raise ModbusError(f"meter {meter.serial}: implausible registers: {exc}") from None
+
+
+def _stored(value: Decimal | None) -> Decimal | None:
+    """To the 4 places the stores keep (a float32 meter's extra digits are noise)."""
+    return None if value is None else value.quantize(STORED_QUANTUM)
+
+
+def reading_from(meter: MeterTarget, values: dict[str, Decimal], at: datetime) -> MeterReading:
+    profile = meter.profile
+    bands = profile.band_energy(values)
+    energy = _stored(values["energy_kwh"])
+    assert energy is not None
     return MeterReading(
         meter_id=meter.meter_id,
         at=at,
-        energy_kwh=values["energy_kwh"],
-        band_energy_kwh=profile.band_energy(values),
-        power_kw=values.get("power_kw"),
-        voltage_v=values.get("voltage_v"),
-        current_a=values.get("current_a"),
+        energy_kwh=energy,
+        band_energy_kwh={band: v.quantize(STORED_QUANTUM) for band, v in bands.items()}
+        if bands else None,
+        power_kw=_stored(values.get("power_kw")),
+        voltage_v=_stored(values.get("voltage_v", values.get("voltage_l1_v"))),
+        current_a=_stored(values.get("current_a", values.get("current_l1_a"))),
         relay_closed=profile.relay_closed(values),
         tags={m.TAG_METER: str(meter.meter_id), **meter.tags},
     )
+
+
+async def read_meter(client: GatewayClient, meter: MeterTarget, at: datetime) -> MeterReading:
+    return reading_from(meter, await read_values(client, meter), at)
 
 
 class GatewayTask:

@@ -87,6 +87,10 @@ class Gateway(Base):
     timeout_s: Mapped[Decimal] = mapped_column(Energy(), default=Decimal("1"))
     retries: Mapped[int] = mapped_column(Integer, default=1)
     interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Silence kept on the bus between two requests (some gateways need it between RTU frames).
+    gap_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # For a local serial port (transport 'serial', host = the device path such as /dev/ttyUSB0).
+    baudrate: Mapped[int] = mapped_column(Integer, default=9600)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     lost_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -344,6 +348,8 @@ class Command(Base):
     kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(12), default="queued")
     reason: Mapped[str] = mapped_column(String(200), default="")
+    # What a price or settings dispatch writes, e.g. {"sharp": "1.4500", ...}.
+    payload: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -110,18 +110,22 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         for gw in session.scalars(select(Gateway).order_by(Gateway.id)):
             if gw.host not in ("127.0.0.1", "localhost") or not gw.meters:
                 continue
+            if gw.transport == "serial":
+                continue  # a local serial port is real hardware; nothing to simulate
             meters = [
                 SimulatedMeter.create(
                     meter.bus_address,
                     seed=meter.id,
                     initial_kwh=meter.last_energy_kwh,
                     relay_closed=meter.relay != "open",
+                    power_protect=meter.power_protect,
+                    profile=meter.profile,
                 )
                 for meter in gw.meters
             ]
             simulators.append(
                 GatewaySimulator(meters, host=gw.host, port=gw.port, speed=args.speed,
-                                 tz=settings.tz)
+                                 tz=settings.tz, framer=gw.transport)
             )
     if not simulators:
         print("no gateway on 127.0.0.1 to simulate: run `voltpay migrate --seed` first",

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     hoarding_limit: Decimal = Decimal("100000.00")
     alarm1_amount: Decimal = Decimal("50.00")
     alarm2_amount: Decimal = Decimal("20.00")
+    overload_kw: Decimal = Decimal("30.00")
     collect_interval_s: float = 1800.0
     # Readings InfluxDB cannot take (it is down) wait here, on disk, in order.
     spool_dir: str = str(VAR_DIR / "spool")
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
             hoarding_limit=self.hoarding_limit,
             alarm1_amount=self.alarm1_amount,
             alarm2_amount=self.alarm2_amount,
+            overload_kw=self.overload_kw,
             command_ttl=timedelta(seconds=self.command_ttl_s),
         )
 
