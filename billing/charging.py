@@ -12,8 +12,10 @@ re-bases.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -96,7 +98,38 @@ def charge_readings(
     policy: BillingPolicy,
     now: datetime,
 ) -> ChargeResult:
-    """Bill a batch of readings inside the caller's transaction."""
+    """Bill a batch of readings inside the caller's transaction (flushed, not committed)."""
+    with _cyclic_gc_paused():
+        result = _charge_readings(session, readings, policy=policy, now=now)
+        session.flush()
+    return result
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one batch.
+
+    A 10,000-meter batch makes a few hundred thousand ORM objects that all live until it ends;
+    the collector, set off every 700 allocations, walks them over and over — a fifth of the
+    batch's time. Nothing in a batch needs collecting before its end. Only re-enabled if it was
+    enabled: a batch running at the same time in another thread merely loses the saving.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _charge_readings(
+    session: Session,
+    readings: Iterable[Reading],
+    *,
+    policy: BillingPolicy,
+    now: datetime,
+) -> ChargeResult:
     by_meter: dict[int, list[Reading]] = defaultdict(list)
     for reading in readings:
         by_meter[reading.meter_id].append(reading)
@@ -121,9 +154,9 @@ def charge_readings(
             select(MeterBilling).where(MeterBilling.meter_id.in_(by_meter)).with_for_update()
         )
     }
-    # Every meter of these accounts (the alarm thresholds need all of them, not only the
-    # batch's), read once now: attachments do not change while the batch is charged.
-    held = control.meters_of_accounts(session, accounts)
+    # The alarm amounts on every meter of these accounts (the thresholds need all of them, not
+    # only the batch's), read once now: attachments do not change while the batch is charged.
+    alarm_amounts = control.alarm_amounts_of_accounts(session, accounts)
     schedules = Schedules(session, policy)
 
     for meter in meters:
@@ -148,7 +181,7 @@ def charge_readings(
         [(account, balances_before[account.id]) for account in accounts.values()],
         policy=policy,
         now=now,
-        meters=held,
+        alarm_amounts=alarm_amounts,
     )
     return result
 

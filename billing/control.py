@@ -43,6 +43,28 @@ def meters_of_accounts(session: Session, account_ids: Iterable[int]) -> dict[int
     return found
 
 
+AlarmAmounts = tuple[Decimal | None, Decimal | None]  # a meter's own alarm 1 and 2 amounts
+
+
+def alarm_amounts_of_accounts(
+    session: Session, account_ids: Iterable[int]
+) -> dict[int, list[AlarmAmounts]]:
+    """The alarm amounts set on each account's attached meters: what thresholds() needs of them,
+    read for a whole batch as plain values (no Meter objects)."""
+    ids = sorted(set(account_ids))
+    found: dict[int, list[AlarmAmounts]] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(AccountMeter.account_id, Meter.alarm1_amount, Meter.alarm2_amount)
+        .join(AccountMeter, AccountMeter.meter_id == Meter.id)
+        .where(AccountMeter.account_id.in_(ids), AccountMeter.detached_at.is_(None))
+    ).all()
+    for account_id, alarm1, alarm2 in rows:
+        found.setdefault(account_id, []).append((alarm1, alarm2))
+    return found
+
+
 def pending_kinds(session: Session, meter_ids: Iterable[int]) -> set[tuple[int, str]]:
     """(meter id, kind) of every queued or sent trip and close command of these meters."""
     ids = sorted(set(meter_ids))
@@ -173,10 +195,17 @@ def thresholds(
     """Alarm 1 and alarm 2 amounts: the account's own, else the highest set on its meters
     (the most cautious), else the site defaults."""
     meters = account_meters(session, account.id) if meters is None else meters
+    return _thresholds(account, policy, [(m.alarm1_amount, m.alarm2_amount) for m in meters])
+
+
+def _thresholds(
+    account: Account, policy: BillingPolicy, amounts: Iterable[AlarmAmounts]
+) -> tuple[Decimal, Decimal]:
+    amounts = list(amounts)
     levels = []
     for own, on_meter, default in (
-        (account.alarm1_amount, [m.alarm1_amount for m in meters], policy.alarm1_amount),
-        (account.alarm2_amount, [m.alarm2_amount for m in meters], policy.alarm2_amount),
+        (account.alarm1_amount, [a1 for a1, _ in amounts], policy.alarm1_amount),
+        (account.alarm2_amount, [a2 for _, a2 in amounts], policy.alarm2_amount),
     ):
         set_on_meters = [amount for amount in on_meter if amount is not None]
         levels.append(own if own is not None else max(set_on_meters, default=default))
@@ -215,35 +244,36 @@ def after_balance_changes(
     policy: BillingPolicy,
     now: datetime,
     operator: Operator | None = None,
-    meters: Mapping[int, list[Meter]] | None = None,
+    alarm_amounts: Mapping[int, list[AlarmAmounts]] | None = None,
 ) -> list[Command]:
-    """after_balance_change for a batch of (account, balance before): the accounts' meters are
-    read in one query (or come preloaded as `meters`, from meters_of_accounts), and their
-    pending commands in one more only when some account is in or leaving arrears."""
+    """after_balance_change for a batch of (account, balance before), in a few queries whatever
+    its size: the alarm amounts of the accounts' meters (or `alarm_amounts`, preloaded with
+    alarm_amounts_of_accounts), and only when some account is in or leaving arrears, the meters
+    of those accounts and their pending commands."""
     changes = list(changes)
-    if meters is None:
-        meters = meters_of_accounts(session, [account.id for account, _ in changes])
+    if alarm_amounts is None:
+        alarm_amounts = alarm_amounts_of_accounts(session, [account.id for account, _ in changes])
     for account, _ in changes:
-        own = meters.get(account.id, [])
         account.alarm_level = alarm_level(
-            account.balance, *thresholds(session, account, policy, own)
+            account.balance, *_thresholds(account, policy, alarm_amounts.get(account.id, []))
         )
     acting = [
-        (account, before)
+        account
         for account, before in changes
         if account.status == "open" and (account.balance <= 0 or before <= 0)
     ]
-    pending = pending_kinds(
-        session, [m.id for account, _ in acting for m in meters.get(account.id, [])]
-    ) if acting else set()
+    if not acting:
+        return []
+    meters = meters_of_accounts(session, [account.id for account in acting])
+    pending = pending_kinds(session, [m.id for held in meters.values() for m in held])
     commands: list[Command] = []
-    for account, before in acting:
+    for account in acting:
         own = meters.get(account.id, [])
         if account.balance <= 0:
             commands += trip_for_arrears(
                 session, account, now=now, ttl=policy.command_ttl, meters=own, pending=pending
             )
-        elif before <= 0:
+        else:
             commands += close_after_recharge(
                 session, account, now=now, operator=operator, ttl=policy.command_ttl,
                 meters=own, pending=pending,

@@ -46,38 +46,45 @@ def _post_money(
     audit_detail: dict[str, object],
     **fields: object,
 ) -> PostResult:
+    session.flush()  # the caller's pending changes, so the reads below see them
     balance_before = account.balance
     try:
         # The account lock serialises posts to this account, but not a post of the same key to
         # another account: that one can commit between our _repeat check and our insert. The
         # savepoint lets the unique constraint decide and keeps the caller's transaction usable.
         with session.begin_nested():
-            entry = ledger.post(
-                session,
-                account,
-                kind=kind,
-                amount=amount,
-                idempotency_key=key,
-                effective_at=now,
-                recorded_at=now,
-                receipt_no=ledger.next_receipt_no(session, now, policy.tz),
-                operator_id=operator.id if operator else None,
-                **fields,
+            with session.no_autoflush:
+                entry = ledger.post(
+                    session,
+                    account,
+                    kind=kind,
+                    amount=amount,
+                    idempotency_key=key,
+                    effective_at=now,
+                    recorded_at=now,
+                    receipt_no=None,
+                    operator_id=operator.id if operator else None,
+                    **fields,
+                )
+                session.expunge(entry)  # held back until it has its receipt number
+                commands = control.after_balance_change(
+                    session, account, balance_before, policy=policy, now=now, operator=operator
+                )
+            session.flush()
+            # The day's receipt counter stays locked from here to the commit, and every sale
+            # and refund of the site queues for it: only the entry and its audit row come after.
+            entry.receipt_no = ledger.next_receipt_no(session, now, policy.tz)
+            session.add(entry)
+            audit.record(
+                session, at=now, operator=operator, action=kind, target=account.number,
+                amount=amount, balance_after=account.balance, receipt_no=entry.receipt_no,
+                **audit_detail,
             )
             session.flush()
     except IntegrityError:
         if (repeated := _repeat(session, key, account)) is not None:
             return repeated
         raise
-    audit.record(
-        session, at=now, operator=operator, action=kind, target=account.number,
-        amount=amount, balance_after=account.balance, receipt_no=entry.receipt_no,
-        **audit_detail,
-    )
-    commands = control.after_balance_change(
-        session, account, balance_before, policy=policy, now=now, operator=operator
-    )
-    session.flush()
     return PostResult(entry, account.balance, commands, repeated=False)
 
 

@@ -30,7 +30,7 @@ from billing import accounts, ledger, sales
 from billing.charging import charge_readings
 from billing.errors import BillingError
 from billing.money import to_charge
-from schema.db import get_engine, unit_of_work
+from schema.db import get_engine, session_factory, unit_of_work
 from schema.models import Account, LedgerEntry, Meter, Operator
 from tests.factories import POLICY, T0, make_site
 
@@ -141,7 +141,7 @@ def run_all(tasks: list[Callable[[], object]], workers: int = 20) -> list[Future
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cashier")
     try:
         futures = [pool.submit(task) for task in tasks]
-        done, not_done = wait(futures, timeout=DEADLINE_S)
+        _, not_done = wait(futures, timeout=DEADLINE_S)
         assert not not_done, f"{len(not_done)} operations still running after {DEADLINE_S} s"
         return futures
     finally:
@@ -238,6 +238,12 @@ def test_concurrent_sales_refunds_and_charging_keep_the_ledger_exact(shop: Shop)
                 running += entry.amount
                 assert entry.balance_after == running, f"entry {entry.id} lost an update"
             assert running == state[account_id][0]
+        # The collector really ran among the cashiers: charges and counter money alternate.
+        order = s.scalars(
+            select(LedgerEntry.kind).where(LedgerEntry.account_id == a).order_by(LedgerEntry.id)
+        ).all()
+        switches = sum((x == "charge") != (y == "charge") for x, y in itertools.pairwise(order))
+        assert switches >= 10, order
 
         numbers = s.scalars(
             select(LedgerEntry.receipt_no).where(LedgerEntry.receipt_no.is_not(None))
@@ -274,11 +280,10 @@ def test_one_form_posted_for_two_accounts_at_once_posts_once(pg_url: str) -> Non
                                             meter_ids=[meter.id])
             ids.append(account.id)
     a, b = ids
-    first = unit_of_work(pg_url)
-    s1 = first.__enter__()
+    first = session_factory(pg_url)()
     try:
-        sales.sell(s1, account_id=a, amount="10.00", payment_method="cash",
-                   idempotency_key="form-1", operator=admin(s1), now=T0, policy=POLICY)
+        sales.sell(first, account_id=a, amount="10.00", payment_method="cash",
+                   idempotency_key="form-1", operator=admin(first), now=T0, policy=POLICY)
         with ThreadPoolExecutor(max_workers=1) as pool:
             # B's sale checks the key (not there yet), then waits for the day's receipt counter.
             second = pool.submit(sell, pg_url, b, Decimal("20.00"), "form-1", T0)
@@ -286,12 +291,11 @@ def test_one_form_posted_for_two_accounts_at_once_posts_once(pg_url: str) -> Non
             while waiting_on_a_lock(pg_url) == 0:
                 assert time.monotonic() < deadline, "the second sale never waited"
                 time.sleep(0.01)
-            first.__exit__(None, None, None)
+            first.commit()
             with pytest.raises(BillingError, match="already used for another account"):
                 second.result(timeout=30)
-    except BaseException as exc:
-        first.__exit__(type(exc), exc, exc.__traceback__)
-        raise
+    finally:
+        first.close()
     with unit_of_work(pg_url) as s:
         assert s.get_one(Account, a).balance == Decimal("10.00")
         assert s.get_one(Account, b).balance == Decimal("0")
