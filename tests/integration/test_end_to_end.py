@@ -21,7 +21,7 @@ from collector.service import Collector
 from collector.simulator import GatewaySimulator, SimulatedMeter
 from collector.tsdb_sql import SqlReadingStore
 from schema.db import unit_of_work
-from schema.models import Account, Command, Meter, Operator
+from schema.models import Command, Meter, Operator
 from tests.factories import POLICY, make_site, open_account
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -30,7 +30,8 @@ SPEED = 3600.0  # one simulated hour per real second
 
 def account_state(url: str, account_id: int) -> Decimal:
     with unit_of_work(url) as s:
-        account = s.get_one(Account, account_id)
+        # Locked, so a charge the collector commits meanwhile cannot fall between the two reads.
+        account = ledger.lock_account(s, account_id)
         assert ledger.ledger_sum(s, account_id) == account.balance, "ledger must sum to balance"
         return account.balance
 
