@@ -68,7 +68,7 @@ from zoneinfo import ZoneInfo
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from collector.profiles import Control, DecodeError, DeviceProfile, load_profile
@@ -667,6 +667,8 @@ class GatewaySimulator:
         offline_delay: float = 0.0,
         profile: str | DeviceProfile = DEFAULT_PROFILE,
         framer: str | FramerType = "tcp",
+        serial_device: str | None = None,
+        baudrate: int = 9600,
     ) -> None:
         built = [
             m if isinstance(m, SimulatedMeter) else SimulatedMeter.create(m, seed=seed)
@@ -697,6 +699,9 @@ class GatewaySimulator:
         self.tz = tz
         self.offline_delay = offline_delay
         self.framer = _framer(framer)
+        # A bus on a serial line (e.g. one end of a pseudo-terminal pair) instead of a TCP port.
+        self.serial_device = serial_device
+        self.baudrate = baudrate
         self._clock = clock
         self._clock0 = clock()
         self._start_at = start_at.astimezone(tz)
@@ -713,7 +718,7 @@ class GatewaySimulator:
         }
         for meter in built:
             meter.advance_to(self._start_at)
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._down = False
 
     # -- model access -------------------------------------------------------------------------
@@ -940,6 +945,14 @@ class GatewaySimulator:
         return action
 
     async def _listen(self, port: int) -> None:
+        if self.serial_device is not None:
+            serial = ModbusSerialServer(
+                context=self._devices(), framer=FramerType.RTU, port=self.serial_device,
+                baudrate=self.baudrate, ignore_missing_devices=True,
+            )
+            await serial.serve_forever(background=True)
+            self._server = serial
+            return
         server = ModbusTcpServer(
             context=self._devices(),
             address=(self.host, port),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Voltpay needs, when any is missing.
 #   system-deps.sh run   what `make run` needs: a CJK font for receipts
-#   system-deps.sh test  what `make test` needs besides: influxdb, chromium, poppler, PostgreSQL
+#   system-deps.sh test  what `make test` needs besides: influxdb, chromium, poppler, socat, PostgreSQL
 set -euo pipefail
 purpose=${1:-test}
 missing=()
@@ -10,6 +10,7 @@ if [ "$purpose" = test ]; then
   command -v influxd >/dev/null || missing+=(influxdb)
   command -v chromium >/dev/null || missing+=(chromium)
   dpkg -s poppler-utils >/dev/null 2>&1 || missing+=(poppler-utils)
+  command -v socat >/dev/null || missing+=(socat)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
