@@ -136,6 +136,31 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
+def register(strings: dict[str, dict[str, str]]) -> None:
+    """Add a screen's strings (both languages); a key defined twice is a mistake."""
+    for language, table in strings.items():
+        clash = set(table) & set(STRINGS[language])
+        if clash:
+            raise ValueError(f"i18n keys defined twice: {sorted(clash)}")
+        STRINGS[language].update(table)
+
+
+register({
+    "en": {
+        "section.operate": "Operate",
+        "section.accounts": "Accounts and sales",
+        "section.reports": "Reports",
+        "section.settings": "Settings",
+    },
+    "zh": {
+        "section.operate": "运行",
+        "section.accounts": "用户与售电",
+        "section.reports": "报表中心",
+        "section.settings": "系统设置",
+    },
+})
+
+
 def lang() -> str:
     chosen = st.session_state.get(LANG_KEY, DEFAULT_LANG)
     return chosen if chosen in STRINGS else DEFAULT_LANG

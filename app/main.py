@@ -11,12 +11,11 @@ import streamlit as st
 
 from app import auth
 from app.i18n import language_switch, role_name, t
+from app.nav import screens
 from app.screens import login
 from billing.operators import can
 from schema.db import unit_of_work
 from voltpay.settings import get_settings
-
-PAGE_PATHS = ("meters", "sell")
 
 
 def no_access() -> None:
@@ -36,30 +35,28 @@ def main() -> None:
         # so that after logging in the same address shows the page asked for.
         pages = [st.Page("screens/login.py", title=t("nav.login"), icon=":material/login:",
                          url_path="sign-in")]
-        pages += [st.Page(login.render, title=t("nav.login"), url_path=path)
-                  for path in PAGE_PATHS]
+        pages += [st.Page(login.render, title=t("nav.login"), url_path=screen.url_path)
+                  for screen in screens()]
         st.navigation(pages, position="hidden").run()
         return
-    pages = []
-    if can(operator, "view"):
-        pages.append(
-            st.Page("screens/overview.py", title=t("nav.overview"), icon=":material/bolt:",
-                    url_path="meters")
-        )
-    if can(operator, "sell"):
-        pages.append(
-            st.Page("screens/sale.py", title=t("nav.sale"), icon=":material/point_of_sale:",
-                    url_path="sell")
-        )
-    if not pages:
-        pages.append(st.Page(no_access, title=t("nav.no_access"), url_path="no-access"))
+    sections: dict[str, list[st.Page]] = {}
+    for screen in screens():
+        if can(operator, screen.permission):
+            sections.setdefault(t(screen.section), []).append(
+                st.Page(screen.script, title=t(screen.title_key), icon=screen.icon,
+                        url_path=screen.url_path)
+            )
+    if not sections:
+        sections[t("nav.no_access")] = [
+            st.Page(no_access, title=t("nav.no_access"), url_path="no-access")
+        ]
     st.sidebar.markdown(
         t("signed_in", name=operator.display_name or operator.username,
           role=role_name(operator.role))
     )
     st.sidebar.button(t("logout"), key="logout", on_click=auth.log_out,
                       icon=":material/logout:")
-    st.navigation(pages).run()
+    st.navigation(sections).run()
 
 
 main()

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from billing import audit
 from billing.errors import BillingError, PermissionDenied
-from schema.models import Operator
+from schema.models import Operator, Role
 
 ADMIN_USERNAME = "admin"
+# The built-in roles as migration 0005 creates them; operators edit them in the roles table.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "administrator": frozenset(
         {"view", "sell", "refund", "reverse", "accounts", "control", "configure", "operators"}
@@ -31,9 +32,10 @@ def hash_password(password: str) -> str:
 
 
 def can(operator: Operator | None, permission: str) -> bool:
+    """Whether the operator's role (as the roles table has it now) grants the permission."""
     if operator is None or not operator.is_active:
         return False
-    return permission in ROLE_PERMISSIONS.get(operator.role, frozenset())
+    return permission in operator.role_info.permissions
 
 
 def require(operator: Operator | None, permission: str) -> None:
@@ -52,7 +54,7 @@ def create_operator(
     display_name: str = "",
     created_by: Operator | None = None,
 ) -> Operator:
-    if role not in ROLE_PERMISSIONS:
+    if session.get(Role, role) is None:
         raise BillingError(f"Unknown role {role!r}")
     if len(password) < 8:
         raise BillingError("A password needs at least 8 characters")
@@ -63,6 +65,7 @@ def create_operator(
         display_name=display_name or username,
         password_hash=hash_password(password),
         role=role,
+        role_info=session.get_one(Role, role),
         created_at=now,
     )
     session.add(operator)

@@ -127,6 +127,7 @@ class Meter(Base):
     band_source: Mapped[str | None] = mapped_column(String(12), nullable=True)
     alarm1_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     alarm2_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    overload_kw: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
     gateway: Mapped[Gateway] = relationship(back_populates="meters")
     unit: Mapped[Unit | None] = relationship()
 
@@ -360,18 +361,43 @@ class Command(Base):
     meter: Mapped[Meter] = relationship()
 
 
+class Role(Base):
+    """A named permission set; the four built-in roles can be edited but not removed."""
+
+    __tablename__ = "roles"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Operator(Base):
     __tablename__ = "operators"
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(100), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(32), default="viewer")
+    # The password before the last change: a change may not reuse it.
+    previous_password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    role: Mapped[str] = mapped_column(ForeignKey("roles.name"), default="viewer")
     language: Mapped[str] = mapped_column(String(8), default="en")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Loaded with the operator, so a permission check never needs another query.
+    role_info: Mapped[Role] = relationship(lazy="joined")
+
+
+class SiteParameter(Base):
+    """A default parameter the operators maintain (系统设置), stored as text, typed in code."""
+
+    __tablename__ = "site_parameters"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
 
 
 class AuditEntry(Base):

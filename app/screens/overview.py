@@ -11,6 +11,7 @@ import streamlit as st
 
 from app import auth
 from app.i18n import t
+from app.nav import Screen
 from billing.money import format_money
 from billing.operators import can
 from billing.views import MeterStatus, meter_status, summarise
@@ -19,6 +20,10 @@ from voltpay.settings import get_settings
 
 REFRESH_S = 5
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+SCREEN = Screen(module="overview", url_path="meters", title_key="nav.overview", permission="view",
+                icon=":material/bolt:", section="section.operate", order=10)
 
 
 def render() -> None:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import auth
 from app.i18n import lang, t
+from app.nav import Screen
 from billing import sales
 from billing.errors import BillingError
 from billing.money import format_money
@@ -38,6 +39,10 @@ class Receipt(TypedDict):
     repeated: bool
     days_left: Decimal | None
     runs_out_on: str | None
+
+
+SCREEN = Screen(module="sale", url_path="sell", title_key="nav.sale", permission="sell",
+                icon=":material/point_of_sale:", section="section.accounts", order=10)
 
 
 def render() -> None:
