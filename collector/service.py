@@ -476,7 +476,10 @@ class GatewayTask:
                 if not self.client.connected and self.gateway.failures:
                     wait = min(wait, self.reconnect_wait)
                 try:
-                    job = await asyncio.wait_for(self.queue.get(), timeout=max(wait, 0.0))
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that races with the queue, and the collector never stops.
+                    async with asyncio.timeout(max(wait, 0.0)):
+                        job = await self.queue.get()
                 except TimeoutError:
                     await self._reconnect_between_slots()
                     continue
