@@ -28,8 +28,9 @@ def main() -> None:
     language_switch()
 
     with unit_of_work(auth.database_url()) as session:
-        operator = auth.current_operator(session)
-    if operator is None or not operator.is_active:
+        # Logs out an operator idle longer than SESSION_TIMEOUT_MIN, or disabled meanwhile.
+        operator = auth.check_in(session, now=auth.utcnow())
+    if operator is None:
         auth.log_out()
         # A reload or a bookmark of a page asks for it while logged out: show the login there,
         # so that after logging in the same address shows the page asked for.
@@ -54,7 +55,7 @@ def main() -> None:
         t("signed_in", name=operator.display_name or operator.username,
           role=role_name(operator.role))
     )
-    st.sidebar.button(t("logout"), key="logout", on_click=auth.log_out,
+    st.sidebar.button(t("logout"), key="logout", on_click=auth.sign_out,
                       icon=":material/logout:")
     st.navigation(sections).run()
 

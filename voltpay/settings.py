@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     modbus_retries: int = 1
     simulator_speed: float = 1.0
     admin_password: str = Field(default="", alias="VOLTPAY_ADMIN_PASSWORD")
+    # An operator idle this long is logged out on the next interaction.
+    session_timeout_min: int = Field(default=30, ge=1)
+    # This many wrong passwords in a row lock the operator for login_lock_minutes.
+    login_lock_attempts: int = Field(default=5, ge=1)
+    login_lock_minutes: int = Field(default=15, ge=1)
     dashboard_port: int = 8501
     # The demo site's gateways listen on 127.0.0.1 from this port on (one port per gateway).
     demo_first_port: int = 15021
