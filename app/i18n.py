@@ -139,7 +139,9 @@ STRINGS: dict[str, dict[str, str]] = {
 def register(strings: dict[str, dict[str, str]]) -> None:
     """Add a screen's strings (both languages); a key defined twice is a mistake."""
     for language, table in strings.items():
-        clash = set(table) & set(STRINGS[language])
+        # A screen file runs again as a script on every page run: the same strings again are
+        # fine; another text under a key already taken is a mistake.
+        clash = [k for k, v in table.items() if STRINGS[language].get(k, v) != v]
         if clash:
             raise ValueError(f"i18n keys defined twice: {sorted(clash)}")
         STRINGS[language].update(table)

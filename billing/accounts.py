@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing import audit, control, ledger, operators, sales
@@ -23,7 +24,9 @@ from schema.models import (
     Account,
     AccountClosing,
     AccountMeter,
+    AuditEntry,
     Command,
+    LedgerEntry,
     Meter,
     MeterReplacement,
     Operator,
@@ -50,7 +53,10 @@ def open_account(
     notes: str = "",
     meter_ids: Sequence[int] = (),
     first_sale: FirstSale | None = None,
+    form_key: str = "",
 ) -> Account:
+    """开户. `form_key` (the key of the form that asked) is kept in the audit row, so that
+    open_account_once can tell the same form posted again."""
     operators.require(operator, "accounts")
     number, tenant_name = number.strip(), tenant_name.strip()
     if not number:
@@ -66,7 +72,7 @@ def open_account(
     session.add(account)
     session.flush()
     audit.record(session, at=now, operator=operator, action="account.open", target=number,
-                 tenant=tenant_name)
+                 tenant=tenant_name, **({"form": form_key} if form_key else {}))
     for meter_id in meter_ids:
         attach_meter(session, account, meter_id, operator=operator, now=now)
     account.alarm_level = control.alarm_level(
@@ -79,6 +85,77 @@ def open_account(
             operator=operator, now=now, policy=policy,
         )
     return account
+
+
+@dataclass(frozen=True)
+class OpeningResult:
+    account: Account
+    first_sale: LedgerEntry | None
+    repeated: bool  # this form opened the account before: nothing new was done
+
+
+def _opened_by_form(session: Session, account: Account, form_key: str) -> bool:
+    details = session.scalars(
+        select(AuditEntry.detail).where(
+            AuditEntry.action == "account.open",
+            AuditEntry.target == account.number,
+            AuditEntry.at == account.opened_at,
+        )
+    ).all()
+    return any(detail.get("form") == form_key for detail in details)
+
+
+def open_account_once(
+    session: Session,
+    *,
+    form_key: str,
+    number: str,
+    tenant_name: str,
+    operator: Operator | None,
+    now: datetime,
+    policy: BillingPolicy,
+    phone: str = "",
+    id_number: str = "",
+    notes: str = "",
+    meter_ids: Sequence[int] = (),
+    first_sale_amount: object | None = None,
+    payment_method: str = "cash",
+) -> OpeningResult:
+    """开户 from a form drawn with `form_key`, with an optional first sale: posting the same
+    form again (a double click, a resent request) returns what the first post did."""
+    operators.require(operator, "accounts")
+    if not form_key:
+        raise ValueError("form_key is required")
+    first_key = f"sale:{form_key}"
+
+    def earlier() -> OpeningResult | None:
+        account = session.scalar(select(Account).where(Account.number == number.strip()))
+        if account is None or not _opened_by_form(session, account, form_key):
+            return None
+        return OpeningResult(account, ledger.find_by_key(session, first_key), repeated=True)
+
+    if (repeated := earlier()) is not None:
+        return repeated
+    first_sale = None
+    if first_sale_amount is not None:
+        first_sale = FirstSale(first_sale_amount, payment_method, form_key)
+    try:
+        # Two posts of one form at once: the second waits on the account number's unique key,
+        # then finds the first one's account.
+        with session.begin_nested():
+            account = open_account(
+                session, number=number, tenant_name=tenant_name, operator=operator, now=now,
+                policy=policy, phone=phone, id_number=id_number, notes=notes,
+                meter_ids=meter_ids, first_sale=first_sale, form_key=form_key,
+            )
+    except IntegrityError:
+        if (repeated := earlier()) is not None:
+            return repeated
+        raise BillingError(
+            "Another operator took this account number or one of these meters just now; "
+            "reload the page and try again"
+        ) from None
+    return OpeningResult(account, ledger.find_by_key(session, first_key), repeated=False)
 
 
 def _holder(session: Session, meter_id: int) -> str | None:
@@ -126,6 +203,73 @@ def detach_meter(
                  target=account.number, meter=meter.serial)
     session.flush()
     return meter
+
+
+def add_meter(
+    session: Session,
+    *,
+    account_id: int,
+    meter_id: int,
+    operator: Operator | None,
+    now: datetime,
+    policy: BillingPolicy,
+) -> list[Command]:
+    """Attach one more meter to an open account. Its alarm amounts may move the account's
+    alarm level; an account in arrears gets the new meter tripped like the others."""
+    operators.require(operator, "accounts")
+    account = ledger.lock_account(session, account_id)
+    attach_meter(session, account, meter_id, operator=operator, now=now)
+    return control.after_balance_change(
+        session, account, account.balance, policy=policy, now=now, operator=operator
+    )
+
+
+def remove_meter(
+    session: Session,
+    *,
+    account_id: int,
+    meter_id: int,
+    operator: Operator | None,
+    now: datetime,
+    policy: BillingPolicy,
+    trip: bool = True,
+) -> list[Command]:
+    """Take a meter off an account. Nobody pays for what it meters from now on, so by default
+    it is tripped (as closing an account trips its meters)."""
+    operators.require(operator, "accounts")
+    account = ledger.lock_account(session, account_id)
+    if account.status != "open":
+        raise BillingError(f"Account {account.number} is closed")
+    meter = detach_meter(session, account, meter_id, operator=operator, now=now)
+    account.alarm_level = control.alarm_level(
+        account.balance, *control.thresholds(session, account, policy)
+    )
+    off = meter.relay == "open" and control.pending_command(session, meter.id, "close") is None
+    if not trip or off:
+        return []
+    return [
+        control.queue_command(session, meter, "trip", now=now, operator=operator,
+                              ttl=policy.command_ttl,
+                              reason=f"removed from account {account.number}")
+    ]
+
+
+def parse_reading(value: str, meter: str) -> Decimal | None:
+    """A meter reading typed in by an operator, in kWh; None when left blank."""
+    text = value.strip().replace(",", "")
+    if not text:
+        return None
+    try:
+        energy = Decimal(text)
+    except InvalidOperation:
+        energy = Decimal("NaN")
+    if not energy.is_finite() or energy < 0:
+        raise BillingError(
+            f"The reading of meter {meter} must be a number of kWh, for example 1234.56"
+        )
+    if energy != energy.quantize(Decimal("0.0001")):
+        raise BillingError(f"The reading of meter {meter} can have at most 4 decimal places")
+    return energy
 
 
 def _bill_final(
