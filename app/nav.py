@@ -17,7 +17,7 @@ SECTIONS = ("section.operate", "section.accounts", "section.reports", "section.s
 @dataclass(frozen=True)
 class Screen:
     module: str  # file name in app/screens/ without .py
-    url_path: str  # must differ from every file name (see app/main.py)
+    url_path: str  # the page's address, unique among the screens
     title_key: str  # i18n key of the title in the navigation
     permission: str  # what an operator needs to see it (services check again)
     icon: str
@@ -39,4 +39,8 @@ def screens() -> tuple[Screen, ...]:
         screen = getattr(module, "SCREEN", None)
         if isinstance(screen, Screen):
             found.append(screen)
+    paths = [screen.url_path for screen in found]
+    clashes = sorted({path for path in paths if paths.count(path) > 1})
+    if clashes:
+        raise ValueError(f"two screens share an address: {clashes}")
     return tuple(sorted(found, key=lambda s: (SECTIONS.index(s.section), s.order, s.module)))
