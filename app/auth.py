@@ -13,6 +13,8 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from billing.operators import record_logout
+from billing.parameters import effective_policy
+from billing.policy import BillingPolicy
 from schema.db import unit_of_work
 from schema.models import Operator
 from voltpay.settings import get_settings
@@ -95,3 +97,8 @@ def check_in(session: Session, *, now: datetime) -> Operator | None:
 def pop_logout_reason() -> str | None:
     reason: str | None = st.session_state.pop(LOGOUT_REASON, None)
     return reason
+
+
+def policy(session: Session) -> BillingPolicy:
+    """The money rules in force: the settings with the operators' saved parameters on top."""
+    return effective_policy(session, get_settings().billing_policy())

@@ -142,16 +142,24 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from billing import parameters
     from collector.service import Collector
     from collector.tsdb import open_store
 
+    # The operators' saved parameters (系统设置) over the settings; a change needs a restart.
+    base = settings.billing_policy()
+    with unit_of_work(settings.database_url) as session:
+        policy = parameters.effective_policy(session, base)
+        saved = parameters.current(
+            session, parameters.defaults(base, collect_interval_s=settings.collect_interval_s)
+        )
     spool = settings.spool_dir if settings.timeseries_url else None
     store = open_store(settings.timeseries_url, settings.database_url, spool_dir=spool)
     collector = Collector(
         settings.database_url,
         store,
-        interval_s=args.interval or settings.collect_interval_s,
-        policy=settings.billing_policy(),
+        interval_s=args.interval or saved.collect_interval_s,
+        policy=policy,
         archive_keep_days=settings.archive_after_days,
     )
     try:

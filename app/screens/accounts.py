@@ -741,7 +741,7 @@ def _add_meter(detail: Detail) -> None:
             commands = accounts.add_meter(
                 session, account_id=detail.account.id, meter_id=meter_id,
                 operator=auth.current_operator(session), now=auth.utcnow(),
-                policy=settings.billing_policy(),
+                policy=auth.policy(session),
             )
             notes = command_notes(commands)
         done = t("accounts.add.done", meter=free[meter_id], number=number)
@@ -778,7 +778,7 @@ def _remove_meter(detail: Detail) -> None:
             commands = accounts.remove_meter(
                 session, account_id=detail.account.id, meter_id=meter_id,
                 operator=auth.current_operator(session), now=auth.utcnow(),
-                policy=settings.billing_policy(), trip=trip,
+                policy=auth.policy(session), trip=trip,
             )
             notes = command_notes(commands)
         done = t("accounts.remove.done", meter=held[meter_id], number=number)
@@ -820,7 +820,7 @@ def _replace_meter(detail: Detail) -> None:
             record = accounts.replace_meter(
                 session, account_id=detail.account.id, old_meter_id=old_id, new_meter_id=new_id,
                 operator=auth.current_operator(session), now=auth.utcnow(),
-                policy=settings.billing_policy(), old_final_energy_kwh=final,
+                policy=auth.policy(session), old_final_energy_kwh=final,
             )
             value = record.value_transferred
         done = t("accounts.replace.done", old=held[old_id], new=free[new_id], value=money(value))
@@ -855,7 +855,7 @@ def _power_protect(detail: Detail) -> None:
         with unit_of_work(settings.database_url) as session:
             commands = control.set_power_protect(
                 session, meter_id, bool(protect), operator=auth.current_operator(session),
-                policy=settings.billing_policy(), now=auth.utcnow(),
+                policy=auth.policy(session), now=auth.utcnow(),
             )
             notes = command_notes(commands)
         key = "accounts.protect.done_on" if protect else "accounts.protect.done_off"
@@ -899,7 +899,7 @@ def _close_account(detail: Detail) -> None:
         with unit_of_work(settings.database_url) as session:
             result = accounts.close_account(
                 session, account_id=account.id, operator=auth.current_operator(session),
-                now=auth.utcnow(), policy=settings.billing_policy(),
+                now=auth.utcnow(), policy=auth.policy(session),
                 idempotency_key=close_key, final_readings=finals, refund_method=str(method),
                 note=note,
             )

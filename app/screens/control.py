@@ -505,7 +505,7 @@ def _send_form(shown: list[GridRow], selected: list[GridRow], may_control: bool)
         with unit_of_work(settings.database_url) as session:
             result = send_batch(
                 session, [row.meter_id for row in targets], kind,
-                operator=auth.current_operator(session), policy=settings.billing_policy(),
+                operator=auth.current_operator(session), policy=auth.policy(session),
                 now=auth.utcnow(), reason=reason,
             )
             sent = [command.id for command in result.commands]

@@ -156,7 +156,7 @@ def _form(free: list[views.MeterChoice], suggested: str, *, may_sell: bool) -> N
                 phone=phone, id_number=id_number, notes=notes, meter_ids=meter_ids,
                 first_sale_amount=amount if amount.strip() else None, payment_method=method,
                 operator=auth.current_operator(session), now=auth.utcnow(),
-                policy=settings.billing_policy(),
+                policy=auth.policy(session),
             )
             sale = result.first_sale
             opened = Opened(

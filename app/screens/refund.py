@@ -160,7 +160,7 @@ def _post(account_id: int, amount: str, reason: str, method: str, idempotency_ke
             idempotency_key=idempotency_key,
             operator=auth.current_operator(session),
             now=auth.utcnow(),
-            policy=settings.billing_policy(),
+            policy=auth.policy(session),
         )
         account = session.get_one(Account, result.entry.account_id)
         return Receipt(

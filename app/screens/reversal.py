@@ -224,7 +224,7 @@ def _reversal_form(entry: EntryRow) -> None:
             posted = sales.reverse(
                 session, entry_id=entry.id, reason=reason, idempotency_key=idempotency_key,
                 operator=auth.current_operator(session), now=auth.utcnow(),
-                policy=settings.billing_policy(),
+                policy=auth.policy(session),
             )
             result = Reversed(
                 entry_id=posted.entry.id, receipt_no=posted.entry.receipt_no or "",

@@ -117,7 +117,7 @@ def _post(account_id: int, amount: str, method: str, idempotency_key: str) -> Re
             idempotency_key=idempotency_key,
             operator=auth.current_operator(session),
             now=auth.utcnow(),
-            policy=settings.billing_policy(),
+            policy=auth.policy(session),
         )
         account = session.get_one(Account, result.entry.account_id)
         info = balance_info(session, account.id, now=auth.utcnow(), tz=settings.tz)
