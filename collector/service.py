@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from billing.charging import charge_readings
@@ -145,6 +146,70 @@ def load_site(session: Session) -> list[GatewayTarget]:
     return targets
 
 
+_meters = cast(Table, Meter.__table__)
+_gateways = cast(Table, Gateway.__table__)
+# One statement each, executed for many rows at once (executemany): plain values, no ORM objects.
+_METER_READ = (
+    update(_meters)
+    .where(_meters.c.id == bindparam("b_id"))
+    .values(
+        last_reading_at=bindparam("b_at"),
+        last_energy_kwh=bindparam("b_energy"),
+        last_power_kw=bindparam("b_power"),
+        lost_since=None,
+        # A profile without a relay read-back leaves the relay as it was.
+        relay=func.coalesce(bindparam("b_relay", type_=_meters.c.relay.type), _meters.c.relay),
+    )
+)
+_METER_LOST = (
+    update(_meters)
+    .where(_meters.c.id == bindparam("b_id"), _meters.c.lost_since.is_(None))
+    .values(lost_since=bindparam("b_since"))
+)
+_GATEWAY_SEEN = (
+    update(_gateways)
+    .where(_gateways.c.id == bindparam("b_id"))
+    .values(last_contact_at=bindparam("b_at"), lost_since=None)
+)
+_GATEWAY_LOST = (
+    update(_gateways)
+    .where(_gateways.c.id == bindparam("b_id"), _gateways.c.lost_since.is_(None))
+    .values(lost_since=bindparam("b_since"))
+)
+
+
+def record_contact(session: Session, batch: Batch) -> None:
+    """Each read meter's last reading and relay; meters and gateways lost (since when, unless
+    already marked) and found again. A batch may hold several cycles: a meter's last reading
+    wins, and a reading clears a loss reported in the same batch.
+
+    Bulk UPDATEs in meter and gateway id order (the order every batch locks them in), a
+    statement per kind executed for all rows at once: at 10,000 meters, loading and flushing
+    ORM objects for this took a second."""
+    by_id = {r.meter_id: r for r in batch.readings}
+    if by_id:
+        session.execute(_METER_READ, [
+            {"b_id": meter_id, "b_at": r.at, "b_energy": r.energy_kwh, "b_power": r.power_kw,
+             "b_relay": None if r.relay_closed is None else
+             "closed" if r.relay_closed else "open"}
+            for meter_id, r in sorted(by_id.items())
+        ])
+    lost = sorted((meter_id, since) for meter_id, since in batch.lost.items()
+                  if meter_id not in by_id)
+    if lost:
+        session.execute(_METER_LOST, [{"b_id": i, "b_since": since} for i, since in lost])
+    if batch.gateways_seen:
+        session.execute(_GATEWAY_SEEN, [
+            {"b_id": i, "b_at": at} for i, at in sorted(batch.gateways_seen.items())
+        ])
+    gateways_lost = sorted((gateway_id, since) for gateway_id, since
+                           in batch.gateways_lost.items() if gateway_id not in batch.gateways_seen)
+    if gateways_lost:
+        session.execute(_GATEWAY_LOST, [
+            {"b_id": i, "b_since": since} for i, since in gateways_lost
+        ])
+
+
 class Collector:
     def __init__(
         self,
@@ -222,29 +287,7 @@ class Collector:
                 log.error("time-series store: %s", exc)
         now = self.clock()
         with unit_of_work(self.database_url) as session:
-            by_id = {r.meter_id: r for r in batch.readings}
-            meters = session.scalars(
-                select(Meter).where(Meter.id.in_(set(by_id) | set(batch.lost)))
-            ).all()
-            for meter in meters:
-                reading = by_id.get(meter.id)
-                if reading is None:
-                    if meter.lost_since is None:
-                        meter.lost_since = batch.lost[meter.id]
-                    continue
-                meter.last_reading_at = reading.at
-                meter.last_energy_kwh = reading.energy_kwh
-                meter.last_power_kw = reading.power_kw
-                meter.lost_since = None
-                if reading.relay_closed is not None:
-                    meter.relay = "closed" if reading.relay_closed else "open"
-            touched = set(batch.gateways_lost) | set(batch.gateways_seen)
-            for gateway in session.scalars(select(Gateway).where(Gateway.id.in_(touched))):
-                if gateway.id in batch.gateways_seen:
-                    gateway.last_contact_at = batch.gateways_seen[gateway.id]
-                    gateway.lost_since = None
-                elif gateway.lost_since is None:
-                    gateway.lost_since = batch.gateways_lost[gateway.id]
+            record_contact(session, batch)
             charge_readings(session, batch.readings, policy=self.policy, now=now)
 
     async def _maintenance_loop(self) -> None:

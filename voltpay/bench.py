@@ -11,10 +11,16 @@
   accounts and every fifth to one of three accounts they all share. Each cashier pauses a random
   0.5 s on average between two sales (VOLTPAY_BENCH_SALE_PAUSE_S; 0 posts back to back): some
   40 sales a second in all, twenty times what twenty people at the counter can take.
+- cycle_10k_s, read_ratio_vs_pymodbus, collector_rss_mb: the collector at 10,000 meters on 313
+  simulated gateways, in its real process layout (simulators, collector, influxd, PostgreSQL):
+  one collection cycle from its slot's start to its last billed reading; its read path against
+  a bare pymodbus loop; its peak memory. See voltpay/bench_collector.py.
 
 PostgreSQL: the server at VOLTPAY_BENCH_PG_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), where the benchmark creates a temporary
-database, migrates it and drops it afterwards. When it cannot, it says so on stderr and exits 1.
+database (one per group of figures), migrates it and drops it afterwards. When it cannot, it says
+so on stderr and exits 1. The collector figures also need influxd (/usr/bin/influxd), which the
+benchmark starts in a temporary directory.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from schema.models import (
     TariffVersionRow,
     Unit,
 )
+from voltpay.bench_collector import bench_collector, print_figures
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 POLICY = BillingPolicy()
@@ -330,7 +337,9 @@ def main() -> None:
             pause = float(os.environ.get("VOLTPAY_BENCH_SALE_PAUSE_S", "0.5"))
             print(f"bench sale_p99_ms {bench_sale_p99(url, mean_pause_s=pause):.1f} ms",
                   flush=True)
-    except NoPostgres as exc:
+        with pg_database() as url:
+            print_figures(bench_collector(url))
+    except (NoPostgres, RuntimeError) as exc:  # RuntimeError: influxd or a child process
         print(f"bench: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 
