@@ -392,9 +392,13 @@ def run_collector_cycle(
             select(func.count()).select_from(LedgerEntry).where(
                 LedgerEntry.kind == "charge", LedgerEntry.effective_at == measured)
         ).scalar_one()
+        from_registers = conn.execute(
+            select(func.count()).select_from(Meter).where(Meter.band_source == "registers")
+        ).scalar_one()
     log = (children.logs / "collector.log").read_text(errors="replace").splitlines()
     complaints = [line for line in log if " WARNING " in line or " ERROR " in line]
-    _say(f"measured cycle: {charges} of {meters} meters charged; the collector logged "
+    _say(f"measured cycle: {charges} of {meters} meters charged ({from_registers} priced from "
+         f"their band registers); the collector logged "
          f"{len(complaints)} warnings and errors"
          + (f", the first: {complaints[0]}" if complaints else ""))
     return done - measured.timestamp(), rss
