@@ -52,6 +52,9 @@ class Link:
     baudrate: int = 9600
     timeout_s: float = 1.0
     gap_s: float = 0.0  # silence kept between two requests on the bus
+    # Immediate retries of a command write that got no answer (reads are never retried within a
+    # cycle: a dead meter may cost its bus only one timeout).
+    retries: int = 0
 
     @property
     def name(self) -> str:

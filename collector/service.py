@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, selectinload
 from billing.charging import charge_readings
 from billing.policy import BillingPolicy
 from collector.archive import archive_readings
-from collector.modbus import GatewayClient, GatewayUnreachable, Link, ModbusError
+from collector.modbus import GatewayClient, GatewayUnreachable, Link, ModbusError, NoAnswer
 from collector.profiles import DecodeError, DeviceProfile, load_all_profiles, load_profile
 from collector.readings import MeterReading, ReadingStore, StoreUnavailable
 from collector.spool import SpoolingStore
@@ -135,7 +135,8 @@ def load_site(session: Session) -> list[GatewayTarget]:
                             load_profile(meter.profile), tags)
             )
         link = Link(transport=gw.transport, host=gw.host, port=gw.port,
-                    baudrate=gw.baudrate, timeout_s=float(gw.timeout_s), gap_s=gw.gap_ms / 1000)
+                    baudrate=gw.baudrate, timeout_s=float(gw.timeout_s), gap_s=gw.gap_ms / 1000,
+                    retries=gw.retries)
         targets.append(
             GatewayTarget(
                 gateway_id=gw.id, name=gw.name, link=link,
@@ -375,7 +376,14 @@ class Collector:
             return
         await asyncio.to_thread(self._mark_sent, job)
         try:
-            await client.write(meter.bus_address, control.function, control.address, registers)
+            for attempt in range(client.link.retries + 1):
+                try:
+                    await client.write(meter.bus_address, control.function, control.address,
+                                       registers)
+                    break
+                except NoAnswer:
+                    if attempt == client.link.retries:
+                        raise
             confirmed, result, reading = await self._read_back(client, meter, job, registers)
         except (ModbusError, DecodeError) as exc:
             await asyncio.to_thread(self._retry_later, job, str(exc))
