@@ -57,7 +57,9 @@ def test_collected_readings_are_written_to_influxdb(sqlite_url: str, influx_url:
         store.close()
 
 
-async def collect_through_an_outage(url: str, server: InfluxServer, spool: Path) -> list[int]:
+async def collect_through_an_outage(
+    url: str, server: InfluxServer, spool: Path
+) -> tuple[list[int], datetime, datetime]:
     sim = GatewaySimulator([1, 2], speed=3600)
     await sim.start()
     with unit_of_work(url) as s:
@@ -76,10 +78,12 @@ async def collect_through_an_outage(url: str, server: InfluxServer, spool: Path)
     try:
         await cycles(3)
         await asyncio.to_thread(server.stop)
+        down_at = datetime.now(UTC)
         charges_before = await asyncio.to_thread(charge_count, url)
         await cycles(6)  # InfluxDB is down: readings spool, billing goes on
         assert await asyncio.to_thread(charge_count, url) > charges_before
         assert isinstance(store, SpoolingStore) and store.pending() > 0
+        up_at = datetime.now(UTC)
         await asyncio.to_thread(server.start)
         while store.pending():  # the maintenance loop delivers the spool
             await asyncio.sleep(0.05)
@@ -90,7 +94,7 @@ async def collect_through_an_outage(url: str, server: InfluxServer, spool: Path)
         await asyncio.gather(task, return_exceptions=True)
         await sim.stop()
         store.close()
-    return meter_ids
+    return meter_ids, down_at, up_at
 
 
 def charge_count(url: str) -> int:
@@ -103,7 +107,7 @@ def test_influxdb_down_and_back_loses_no_reading_and_never_holds_up_billing(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     with influx_server() as server:
-        meter_ids = asyncio.run(asyncio.wait_for(
+        meter_ids, down_at, up_at = asyncio.run(asyncio.wait_for(
             collect_through_an_outage(sqlite_url, server, tmp_path / "spool"), 90))
         store = open_store(f"{server.url}/outage", sqlite_url)
         try:
@@ -113,8 +117,9 @@ def test_influxdb_down_and_back_loses_no_reading_and_never_holds_up_billing(
                                         now + timedelta(hours=1))
                 times = [r.at for r in stored]
                 assert times == sorted(set(times)), "in order, none twice"
-                slots = {round(t.timestamp() / 0.1) for t in times}
-                assert len(slots) >= 11, "readings of every cycle, the outage's included"
-                assert max(slots) - min(slots) + 1 - len(slots) <= 2, "no gap in the series"
+                assert len(times) >= 11
+                # The cycles read while InfluxDB was down (a slow machine may skip a slot, never
+                # a cycle's readings) arrived from the spool.
+                assert sum(1 for t in times if down_at <= t <= up_at) >= 5
         finally:
             store.close()
