@@ -236,6 +236,20 @@ class MeterBilling(Base):
     period_charged: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
 
 
+class ChargeDaily(Base):
+    """A meter's charges of one site-local day per tariff band, kept by billing as it charges:
+    the energy and unrounded cost that cost reports stack by band. Band '' is a one-rate tariff
+    (flat or tiered), or a charge made before bands were recorded."""
+
+    __tablename__ = "charge_daily"
+    __table_args__ = (Index("ix_charge_daily_on_date", "on_date"),)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"), primary_key=True)
+    on_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    band: Mapped[str] = mapped_column(String(12), primary_key=True)
+    energy_kwh: Mapped[Decimal] = mapped_column(ScaledDecimal(10))
+    cost: Mapped[Decimal] = mapped_column(ScaledDecimal(10))
+
+
 class Tariff(Base):
     """A named tariff; its prices live in versions, each in force from its effective_from."""
 

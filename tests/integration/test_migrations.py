@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, text
+from sqlalchemy import Date, Engine, text
 
 from schema.db import alembic_config, get_engine
 from schema.models import Base
@@ -42,6 +43,14 @@ def test_upgrading_a_foundation_database_keeps_its_billing_position(
                     text("SELECT meter_id, billed_energy_kwh, period FROM meter_billing")
                 ).all() == [(1, 1234500, "")]
                 assert conn.execute(text("SELECT alarm_level FROM accounts")).scalar() == "arrears"
+                # Charges made before bands were recorded: per meter and Shanghai day, band ''.
+                assert [tuple(row) for row in conn.execute(text(
+                    "SELECT meter_id, on_date, band, energy_kwh, cost FROM charge_daily "
+                    "ORDER BY on_date"
+                ).columns(on_date=Date()))] == [
+                    (1, date(2026, 11, 1), "", 25_000_000_000, 30_000_000_000),
+                    (1, date(2026, 11, 2), "", 10_000_000_000, 12_000_000_000),
+                ]
             get_engine(url).dispose()
     finally:
         get_engine.cache_clear()
@@ -57,4 +66,15 @@ FOUNDATION_ROWS = [
     "1, 1, 1, false, 'closed', '2026-11-01 00:00:00', 1234500, 0)",
     "INSERT INTO accounts (id, number, tenant_name, phone, status, balance, opened_at) "
     "VALUES (1, '10001', 'Tenant', '', 'open', -50000, '2026-11-01 00:00:00')",
+    # 1.5 + 1.0 kWh on 1 November (Shanghai), 1.0 kWh just after its midnight (16:00 UTC).
+    *(
+        "INSERT INTO ledger_entries (account_id, kind, amount, balance_after, idempotency_key, "
+        f"meter_id, energy_kwh, note, effective_at, recorded_at) VALUES (1, 'charge', {-amount}, "
+        f"0, 'charge:1:{at}', 1, {energy}, '', '{at}', '{at}')"
+        for at, energy, amount in [
+            ("2026-11-01 02:00:00", 15000, 18000),
+            ("2026-11-01 15:59:00", 10000, 12000),
+            ("2026-11-01 16:00:00", 10000, 12000),
+        ]
+    ),
 ]
