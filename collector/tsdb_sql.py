@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,17 +37,29 @@ from collector.tsdb import (
     chunks,
     energy_by_group,
     energy_from_spans,
+    group_value,
     later,
     local_day_starts,
 )
 from schema.db import get_engine
 from schema.measurements import TAG_BUILDING, TAG_FLOOR, TAG_GATEWAY, TAG_UNIT
-from schema.models import Building, DailyReading, Floor, Gateway, Meter, Reading, Unit
+from schema.models import (
+    Building,
+    DailyReading,
+    Floor,
+    Gateway,
+    Meter,
+    Reading,
+    ReadingDay,
+    Unit,
+)
 
 # Rows per INSERT execution, and meters per query: well inside SQLite's 500-term compound SELECT
 # and 32,766-variable limits and PostgreSQL's 65,535 parameters.
 WRITE_BATCH = 1000
 METER_BATCH = 200
+# Meters per query of energy from day spans: each meter id is bound twice (filter and group).
+SPAN_BATCH = 5000
 
 
 class SqlReadingStore:
@@ -55,16 +68,24 @@ class SqlReadingStore:
     The engine comes from `schema.db.get_engine`, shared with the rest of the process; every call
     checks a connection out and returns it, so nothing is held between calls.
 
-    Archived days live in `ts_daily` (see collector/archive.py); every energy query reads both
-    tables, so a day counts the same whether its readings are hot, archived, or partly each.
+    Archived days live in `ts_daily` (see collector/archive.py). Every write also keeps each
+    meter's first and last reading per local day of `tz` (the site's zone unless given) in
+    `ts_day_spans`, which archiving leaves alone: energy per day in that zone is read from there,
+    one row per meter and day. Energy in another zone reads ts_daily and the readings, so a day
+    counts the same whether its readings are hot, archived, or partly each.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, tz: ZoneInfo | None = None) -> None:
         self._engine = get_engine(database_url)
         dialect = self._engine.dialect.name
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"the SQL reading store needs SQLite or PostgreSQL, not {dialect}")
         self._dialect = dialect
+        if tz is None:
+            from voltpay.settings import get_settings
+
+            tz = get_settings().tz
+        self._tz = tz
 
     def write(self, readings: Sequence[MeterReading]) -> None:
         """Insert readings; a (meter, at) already stored keeps its first values.
@@ -78,6 +99,7 @@ class SqlReadingStore:
             with self._engine.begin() as conn:
                 for batch in chunks(readings, WRITE_BATCH):
                     conn.execute(statement, [_row(reading) for reading in batch])
+                _write_spans(conn, _spans_of(readings, self._tz))
         except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise StoreUnavailable(f"the SQL reading store could not write: {reason}") from exc
@@ -115,6 +137,13 @@ class SqlReadingStore:
     ) -> dict[tuple[int, date], Decimal]:
         if end_on < start_on or not meter_ids:
             return {}
+        if tz.key == self._tz.key:
+            with self._engine.connect() as conn:
+                return {
+                    (meter_id, on): kwh
+                    for batch in chunks(sorted(set(meter_ids)), SPAN_BATCH)
+                    for meter_id, on, kwh in conn.execute(_span_energy(batch, start_on, end_on))
+                }
         bounds = local_day_starts(start_on, end_on, tz)
         result: dict[tuple[int, date], Decimal] = {}
         with self._engine.connect() as conn:
@@ -140,7 +169,26 @@ class SqlReadingStore:
         if meters is None:
             with self._engine.connect() as conn:
                 meters = meter_tags(conn)
-        return energy_by_group(self, group, start_on, end_on, tz, meters)
+        if tz.key != self._tz.key or end_on < start_on:
+            return energy_by_group(self, group, start_on, end_on, tz, meters)
+        places = {
+            meter_id: value
+            for meter_id, tags in meters.items()
+            if (value := group_value(group, meter_id, tags)) is not None
+        }
+        result: dict[tuple[str, date], Decimal] = {}
+        with self._engine.connect() as conn:
+            # Meters in batches, each summed per place and day in the database.
+            for batch in chunks(sorted(places, key=lambda m: (places[m], m)), SPAN_BATCH):
+                values = sorted({places[meter_id] for meter_id in batch})
+                grouped: dict[str, list[int]] = {value: [] for value in values}
+                for meter_id in batch:
+                    grouped[places[meter_id]].append(meter_id)
+                query = _span_energy(batch, start_on, end_on, groups=list(grouped.values()))
+                for index, on, kwh in conn.execute(query):
+                    key = (values[index], on)
+                    result[key] = result.get(key, Decimal(0)) + kwh
+        return result
 
     def archive(self, before: datetime, tz: ZoneInfo) -> int:
         """Move whole local days before `before` from ts_readings into ts_daily.
@@ -234,6 +282,143 @@ def meter_tags(conn: Connection) -> dict[int, dict[str, str]]:
             tags.update({TAG_UNIT: unit, TAG_FLOOR: floor, TAG_BUILDING: building})
         result[meter_id] = tags
     return result
+
+
+def rebuild_day_spans(conn: Connection, tz: ZoneInfo) -> None:
+    """Fill ts_day_spans afresh in `tz` from what is stored: archived days, then the readings.
+
+    For a database whose readings were written without it (the migration that adds the table,
+    a site loaded in bulk)."""
+    conn.execute(delete(ReadingDay))
+    insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    conn.execute(
+        insert(ReadingDay).from_select(
+            ["meter_id", "on_date", "first_at", "first_energy_kwh", "last_at", "last_energy_kwh"],
+            select(
+                DailyReading.meter_id,
+                DailyReading.on_date,
+                DailyReading.first_at,
+                DailyReading.first_energy_kwh,
+                DailyReading.last_at,
+                DailyReading.last_energy_kwh,
+            ),
+        )
+    )
+    for batch in chunks(_meters_with_readings(conn), METER_BATCH):
+        first, last = conn.execute(
+            select(func.min(Reading.at), func.max(Reading.at)).where(Reading.meter_id.in_(batch))
+        ).one()
+        start_on, end_on = first.astimezone(tz).date(), last.astimezone(tz).date()
+        bounds = local_day_starts(start_on, end_on, tz)
+        _write_spans(
+            conn,
+            {
+                (rollup.meter_id, rollup.on_date): rollup.span
+                for rollup in _raw_days(conn, batch, start_on, bounds)
+            },
+        )
+
+
+def _spans_of(readings: Sequence[MeterReading], tz: ZoneInfo) -> dict[tuple[int, date], DaySpan]:
+    """Each meter's first and last reading per local day; of readings at the same instant the
+    first one counts, as it does in ts_readings."""
+    spans: dict[tuple[int, date], DaySpan] = {}
+    for reading in readings:
+        key = (reading.meter_id, reading.at.astimezone(tz).date())
+        mark = Mark(reading.at, reading.energy_kwh)
+        span = spans.get(key)
+        spans[key] = DaySpan(mark, mark) if span is None else span.merged(DaySpan(mark, mark))
+    return spans
+
+
+def _write_spans(conn: Connection, spans: Mapping[tuple[int, date], DaySpan]) -> None:
+    """Widen the stored day spans to cover `spans` (new rows for new days)."""
+    if not spans:
+        return
+    insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    statement = insert(ReadingDay)
+    new, old = statement.excluded, ReadingDay.__table__.c
+    earlier, later_ = new.first_at < old.first_at, new.last_at > old.last_at
+    statement = statement.on_conflict_do_update(
+        index_elements=["meter_id", "on_date"],
+        set_={
+            "first_at": case((earlier, new.first_at), else_=old.first_at),
+            "first_energy_kwh": case((earlier, new.first_energy_kwh), else_=old.first_energy_kwh),
+            "last_at": case((later_, new.last_at), else_=old.last_at),
+            "last_energy_kwh": case((later_, new.last_energy_kwh), else_=old.last_energy_kwh),
+        },
+    )
+    rows = [
+        {
+            "meter_id": meter_id,
+            "on_date": on_date,
+            "first_at": span.first.at,
+            "first_energy_kwh": span.first.energy_kwh,
+            "last_at": span.last.at,
+            "last_energy_kwh": span.last.energy_kwh,
+        }
+        for (meter_id, on_date), span in sorted(spans.items())
+    ]
+    for batch in chunks(rows, WRITE_BATCH):
+        conn.execute(statement, list(batch))
+
+
+def _span_energy(
+    meter_ids: Sequence[int],
+    start_on: date,
+    end_on: date,
+    *,
+    groups: Sequence[Sequence[int]] | None = None,
+) -> Select[Any]:
+    """Energy per meter and day (meter id, day, kWh) from the day spans, as energy_per_day
+    counts it; with `groups`, summed per group and day (the group's index, day, kWh).
+
+    A day's energy is its last value minus the last one before it: the previous day with
+    readings in the range (a window over the spans), or the last span before the range (one
+    index seek per meter, made only for a meter's first day), or else the day's first value.
+    """
+    spans = ReadingDay
+    kwh = spans.last_energy_kwh.type
+    in_range = (
+        select(
+            spans.meter_id,
+            spans.on_date,
+            spans.first_energy_kwh.label("first_kwh"),
+            spans.last_energy_kwh.label("last_kwh"),
+            func.lag(spans.last_energy_kwh)
+            .over(partition_by=spans.meter_id, order_by=spans.on_date)
+            .label("previous_kwh"),
+        )
+        .where(spans.meter_id.in_(meter_ids), spans.on_date >= start_on, spans.on_date <= end_on)
+        .subquery()
+    )
+    earlier = aliased(ReadingDay)
+    before = (
+        select(earlier.last_energy_kwh)
+        .where(earlier.meter_id == in_range.c.meter_id, earlier.on_date < start_on)
+        .order_by(earlier.on_date.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    energy = type_coerce(
+        in_range.c.last_kwh
+        - func.coalesce(in_range.c.previous_kwh, before, in_range.c.first_kwh),
+        kwh,
+    )
+    if groups is None:
+        return select(in_range.c.meter_id, in_range.c.on_date, energy)
+    group: ColumnElement[int] = case(
+        *[
+            (in_range.c.meter_id.in_(ids), literal_column(str(index), Integer))
+            for index, ids in enumerate(groups)
+        ]
+    )
+    # Grouped outside the subquery: PostgreSQL would not see two renderings of the CASE (with
+    # their own bind parameters) as the same GROUP BY expression.
+    per_day = select(group.label("place"), in_range.c.on_date, energy.label("kwh")).subquery()
+    return select(
+        per_day.c.place, per_day.c.on_date, type_coerce(func.sum(per_day.c.kwh), kwh)
+    ).group_by(per_day.c.place, per_day.c.on_date)
 
 
 def _row(reading: MeterReading) -> dict[str, Any]:
@@ -349,6 +534,19 @@ def _meters_with_readings(conn: Connection) -> list[int]:
 # --- per-day spans ------------------------------------------------------------------------------
 
 
+def _day_index(bounds: Sequence[datetime]) -> ColumnElement[int]:
+    """The index i of the day bounds[i] <= Reading.at < bounds[i + 1], as a balanced tree of
+    CASEs: about log2(days) comparisons per reading instead of one per day."""
+
+    def span(low: int, high: int) -> ColumnElement[int]:
+        if high - low == 1:
+            return literal_column(str(low), Integer)
+        middle = (low + high) // 2
+        return case((Reading.at < bounds[middle], span(low, middle)), else_=span(middle, high))
+
+    return span(0, len(bounds) - 1)
+
+
 def _raw_days(
     conn: Connection, meter_ids: Sequence[int], start_on: date, bounds: Sequence[datetime]
 ) -> list[DayRollup]:
@@ -358,19 +556,8 @@ def _raw_days(
     reading is the number of boundaries it has passed: the zone's rules stay in Python and the
     same SQL runs on SQLite and PostgreSQL.
     """
-    day: ColumnElement[int] = (
-        case(
-            *[
-                (Reading.at < bound, literal_column(str(index), Integer))
-                for index, bound in enumerate(bounds[1:-1])
-            ],
-            else_=literal_column(str(len(bounds) - 2), Integer),
-        )
-        if len(bounds) > 2
-        else literal_column("0", Integer)
-    )
     in_range = (
-        select(Reading.meter_id, Reading.at, Reading.power_kw, day.label("day"))
+        select(Reading.meter_id, Reading.at, Reading.power_kw, _day_index(bounds).label("day"))
         .where(Reading.meter_id.in_(meter_ids), Reading.at >= bounds[0], Reading.at < bounds[-1])
         .subquery()
     )

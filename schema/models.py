@@ -438,6 +438,20 @@ class Reading(Base):
     relay_closed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
+class ReadingDay(Base):
+    """One meter's first and last reading of one site-local day, kept by the embedded store as
+    it writes readings and left in place when the day is archived: energy per day is read from
+    one row per meter and day instead of from every reading. See collector/tsdb_sql.py."""
+
+    __tablename__ = "ts_day_spans"
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    on_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+
+
 class DailyReading(Base):
     """One meter's readings of one site-local day, rolled up when the day was archived (数据转存);
     the day's readings are then gone from `ts_readings`. See collector/archive.py."""
