@@ -11,15 +11,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from collector.archive import archive_cutoff, archive_readings
 from collector.readings import MeterReading, ReadingStore
 from collector.tsdb_influx import InfluxReadingStore
-from collector.tsdb_sql import SqlReadingStore
+from collector.tsdb_sql import SqlReadingStore, rebuild_day_spans
 from schema.db import get_engine
 from schema.measurements import DAILY
-from schema.models import DailyReading
+from schema.models import DailyReading, ReadingDay
 
 Rows = Callable[..., dict[tuple[int, date], tuple[object, ...]]]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -310,6 +310,52 @@ def test_archiving_nothing_archives_nothing(store: ReadingStore, archived_rows: 
     store.write(ten_days())
     assert store.archive(at(SHANGHAI, DAYS[0], 23), SHANGHAI) == 0  # day 1 is not over
     assert archived_rows() == {}
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_day_spans_rebuilt_from_archived_days_and_readings_report_the_same(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """A store written before it kept day spans (what migration 0007 fills them from)."""
+    url: str = request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_url")
+    store = SqlReadingStore(url, tz=SHANGHAI)
+    written = ten_days()
+    store.write(written)
+    store.archive(at(SHANGHAI, DAYS[7], 0), SHANGHAI)
+    before = reports(store)
+    with get_engine(url).begin() as conn:
+        conn.execute(delete(ReadingDay))
+    assert all(not energy for energy in reports(store).values())
+
+    with get_engine(url).begin() as conn:
+        rebuild_day_spans(conn, SHANGHAI)
+
+    assert reports(store) == before
+    assert before[(DAYS[0], DAYS[9])] == reference(written, DAYS[0], DAYS[9], SHANGHAI)
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_store_kept_in_another_zone_counts_its_days(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Day spans follow the store's zone; energy in any other zone is counted from the readings
+    (archived days count in the zone they were archived in, so none are archived here), and
+    both agree with the definition."""
+    url: str = request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_url")
+    store = SqlReadingStore(url, tz=NEW_YORK)
+    written = ten_days()
+    store.write(written)
+
+    for start_on, end_on in RANGES:
+        for tz in (NEW_YORK, SHANGHAI):
+            expected = reference(written, start_on, end_on, tz)
+            assert store.daily_energy(list(PLACES), start_on, end_on, tz) == expected
+            by_meter = store.daily_energy_by("meter", start_on, end_on, tz, meters=PLACES)
+            assert by_meter == {(str(m), on): kwh for (m, on), kwh in expected.items()}
 
 
 @pytest.mark.influx
