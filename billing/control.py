@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from billing import audit, operators
 from billing.errors import BillingError, NotFound
 from billing.policy import BillingPolicy
+from schema import bulk
 from schema.models import Account, AccountMeter, Command, Meter, Operator
 
 COMMAND_KINDS = ("trip", "close", "protect_on", "protect_off", "price", "settings")
@@ -35,7 +36,10 @@ def meters_of_accounts(session: Session, account_ids: Iterable[int]) -> dict[int
     rows = session.execute(
         select(AccountMeter.account_id, Meter)
         .join(AccountMeter, AccountMeter.meter_id == Meter.id)
-        .where(AccountMeter.account_id.in_(ids), AccountMeter.detached_at.is_(None))
+        .where(
+            bulk.among(session, AccountMeter.account_id, ids),
+            AccountMeter.detached_at.is_(None),
+        )
         .order_by(Meter.id)
     ).all()
     for account_id, meter in rows:
@@ -58,7 +62,10 @@ def alarm_amounts_of_accounts(
     rows = session.execute(
         select(AccountMeter.account_id, Meter.alarm1_amount, Meter.alarm2_amount)
         .join(AccountMeter, AccountMeter.meter_id == Meter.id)
-        .where(AccountMeter.account_id.in_(ids), AccountMeter.detached_at.is_(None))
+        .where(
+            bulk.among(session, AccountMeter.account_id, ids),
+            AccountMeter.detached_at.is_(None),
+        )
     ).all()
     for account_id, alarm1, alarm2 in rows:
         found.setdefault(account_id, []).append((alarm1, alarm2))
@@ -72,7 +79,7 @@ def pending_kinds(session: Session, meter_ids: Iterable[int]) -> set[tuple[int, 
         return set()
     rows = session.execute(
         select(Command.meter_id, Command.kind).where(
-            Command.meter_id.in_(ids),
+            bulk.among(session, Command.meter_id, ids),
             Command.kind.in_(("trip", "close")),
             Command.state.in_(PENDING_STATES),
         )
@@ -254,9 +261,11 @@ def after_balance_changes(
     if alarm_amounts is None:
         alarm_amounts = alarm_amounts_of_accounts(session, [account.id for account, _ in changes])
     for account, _ in changes:
-        account.alarm_level = alarm_level(
+        level = alarm_level(
             account.balance, *_thresholds(account, policy, alarm_amounts.get(account.id, []))
         )
+        if account.alarm_level != level:  # an unchanged object costs the next flush nothing
+            account.alarm_level = level
     acting = [
         account
         for account, before in changes

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing.errors import NotFound
+from schema import bulk
 from schema.models import Account, LedgerEntry, ReceiptCounter
 
 
@@ -28,7 +29,7 @@ def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, Acc
         return {}
     rows = session.scalars(
         select(Account)
-        .where(Account.id.in_(ids))
+        .where(bulk.among(session, Account.id, ids))
         .order_by(Account.id)
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -72,28 +73,6 @@ def post(
     )
     session.add(entry)
     return entry
-
-
-def assign_ids(session: Session, entries: Sequence[LedgerEntry]) -> None:
-    """Number a batch of new entries from the id sequence in one round trip (PostgreSQL).
-
-    With their ids known, the flush inserts them as one pipelined executemany instead of a
-    multi-row INSERT ... RETURNING, which costs several times more for 10,000 entries. Ids
-    still come from the sequence, in order. Elsewhere (SQLite) the flush numbers them.
-    """
-    todo = [entry for entry in entries if entry.id is None]
-    if not todo or session.get_bind().dialect.name != "postgresql":
-        return
-    with session.no_autoflush:  # flushing now would insert them the slow way first
-        ids = session.scalars(
-            text(
-                "SELECT nextval(pg_get_serial_sequence('ledger_entries', 'id')) "
-                "FROM generate_series(1, :n)"
-            ),
-            {"n": len(todo)},
-        ).all()
-    for entry, entry_id in zip(todo, sorted(ids), strict=True):
-        entry.id = entry_id
 
 
 def ledger_sum(session: Session, account_id: int) -> Decimal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -13,7 +14,7 @@ from billing import audit, operators
 from billing.errors import BillingError, NotFound
 from billing.policy import BillingPolicy
 from billing.tariffs import TariffSchedule, TariffVersion, parse_spec, spec_to_data
-from schema.models import Holiday, Meter, Operator, Tariff, TariffVersionRow
+from schema.models import Holiday, Operator, Tariff, TariffVersionRow
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -21,6 +22,15 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 def flat_schedule(price_per_kwh: Decimal, policy: BillingPolicy) -> TariffSchedule:
     spec = parse_spec({"kind": "flat", "flat_price": str(price_per_kwh)})
     return TariffSchedule([TariffVersion(EPOCH, spec)], (), policy.tz)
+
+
+class PricedMeter(Protocol):
+    """What pricing needs of a meter (a Meter, or a batch's plain row of one)."""
+
+    @property
+    def price_per_kwh(self) -> Decimal | None: ...
+    @property
+    def tariff_id(self) -> int | None: ...
 
 
 class Schedules:
@@ -48,7 +58,7 @@ class Schedules:
             self._tariffs[tariff_id] = TariffSchedule(versions, self._holidays, self.policy.tz)
         return self._tariffs[tariff_id]
 
-    def for_meter(self, meter: Meter) -> TariffSchedule:
+    def for_meter(self, meter: PricedMeter) -> TariffSchedule:
         if meter.price_per_kwh is not None:
             return self._flat_at(meter.price_per_kwh)
         tariff_id = meter.tariff_id if meter.tariff_id is not None else self._default_id

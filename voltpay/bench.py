@@ -251,9 +251,9 @@ def bench_charge_10k(url: str, meters: int = 10_000) -> float:
     with unit_of_work(url) as s:
         result = charge_readings(s, batch, policy=POLICY, now=at)
     elapsed = time.perf_counter() - started
-    if len(result.entries) != meters or len(result.commands) != meters // 50:
+    if len(result.charges) != meters or len(result.commands) != meters // 50:
         raise AssertionError(
-            f"{len(result.entries)} charges and {len(result.commands)} trips for {meters} meters"
+            f"{len(result.charges)} charges and {len(result.commands)} trips for {meters} meters"
         )
     with unit_of_work(url) as s:  # the invariant still holds for every account
         off = s.scalar(

@@ -132,7 +132,7 @@ class Collector:
             batch = [R(m, when, step * r) for m, step in self.meters]
             with unit_of_work(self.url) as s:
                 result = charge_readings(s, batch, policy=POLICY, now=when)
-            assert len(result.entries) == len(self.meters)
+            assert len(result.charges) == len(self.meters)
             return r
 
 

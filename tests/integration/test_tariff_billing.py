@@ -24,7 +24,15 @@ from sqlalchemy import func, select
 from billing import pricing
 from billing.charging import FinalReading, charge_readings
 from schema.db import unit_of_work
-from schema.models import Account, Alarm, LedgerEntry, Meter, MeterBilling, Operator
+from schema.models import (
+    Account,
+    Alarm,
+    ChargeDaily,
+    LedgerEntry,
+    Meter,
+    MeterBilling,
+    Operator,
+)
 from tests.factories import POLICY, make_site, open_account
 
 SHANGHAI = POLICY.tz
@@ -99,6 +107,28 @@ def bill_the_month(url: str, account_id: int, meter_id: int) -> Decimal:
 def test_a_month_of_tou_and_tiered_consumption_matches_the_hand_priced_bill(db_url: str) -> None:
     account_id, meter_id = shop_on_tariff(db_url)
     assert bill_the_month(db_url, account_id, meter_id) == Decimal("1054.00")
+
+
+def test_the_month_is_kept_per_day_and_band_for_cost_reports(db_url: str) -> None:
+    """charge_daily: each local day holds valley 18 kWh (5.40), flat 12 (8.40), peak 14 (15.40)
+    and sharp 4 (5.20) until the tier surcharge starts on day 21 (the 1,000th kWh); the month's
+    rows add up to the bill, 1,054.00, and the half hour before midnight belongs to its day."""
+    account_id, meter_id = shop_on_tariff(db_url)
+    bill_the_month(db_url, account_id, meter_id)
+    with unit_of_work(db_url) as s:
+        rows = s.scalars(select(ChargeDaily).order_by(ChargeDaily.on_date, ChargeDaily.band)).all()
+    first_day = {row.band: (row.energy_kwh, row.cost) for row in rows if row.on_date.day == 1}
+    assert first_day == {
+        "valley": (Decimal(18), Decimal("5.40")),
+        "flat": (Decimal(12), Decimal("8.40")),
+        "peak": (Decimal(14), Decimal("15.40")),
+        "sharp": (Decimal(4), Decimal("5.20")),
+    }
+    assert {row.on_date.day for row in rows} == set(range(1, 31))
+    assert sum(row.energy_kwh for row in rows) == Decimal(1440)
+    assert sum(row.cost for row in rows) == Decimal("1054.00")
+    last_day = {row.band: row.cost for row in rows if row.on_date.day == 30}
+    assert last_day["valley"] == Decimal("18") * Decimal("0.35")  # past 1,000 kWh: +0.05
 
 
 def test_a_tariff_change_mid_month_prices_the_second_half_at_the_new_prices(db_url: str) -> None:
