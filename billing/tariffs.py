@@ -544,6 +544,10 @@ class TariffSchedule:
                 raise TariffError(f"Two tariff versions both take effect at {later.isoformat()}")
         self._holidays = frozenset(holidays)
         self._tz = tz
+        # A day's band periods are the same for every meter on the tariff: a batch of ten
+        # thousand meters works them out once per version and day.
+        self._spans: dict[tuple[int, date], list[tuple[datetime, datetime, str]]] = {}
+        self._midnights: dict[date, datetime] = {}
 
     # -- the calendar --------------------------------------------------------------------------
     def _index_at(self, at: datetime) -> int:
@@ -581,10 +585,17 @@ class TariffSchedule:
         return datetime.fromtimestamp(high, UTC)
 
     def _midnight(self, on: date) -> datetime:
-        return self._wall_to_utc(on, _MIDNIGHT)
+        if (midnight := self._midnights.get(on)) is None:
+            midnight = self._midnights[on] = self._wall_to_utc(on, _MIDNIGHT)
+        return midnight
 
     def _band_spans(self, spec: TariffSpec, on: date) -> list[tuple[datetime, datetime, str]]:
         """The local day `on` as (start, end, band) in UTC, skipping periods the clock skips."""
+        if (spans := self._spans.get((id(spec), on))) is None:
+            spans = self._spans[id(spec), on] = self._work_out_spans(spec, on)
+        return spans
+
+    def _work_out_spans(self, spec: TariffSpec, on: date) -> list[tuple[datetime, datetime, str]]:
         plan = spec.plan_on(on, holiday=on in self._holidays)
         starts = [self._wall_to_utc(on, p.start) for p in plan.periods]
         starts.append(self._midnight(on + _ONE_DAY))
