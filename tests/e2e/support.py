@@ -168,10 +168,10 @@ def running_system(tmp: Path) -> Iterator[System]:
 
 
 def shot(page: Page, name: str, show: Locator | None = None) -> None:
-    """A screenshot kept as evidence; `show` is scrolled into view first (Streamlit scrolls an
-    inner pane, so a full-page shot holds only what is in view)."""
+    """A screenshot kept as evidence; `show` is scrolled to the middle of the view first
+    (Streamlit scrolls an inner pane, so a full-page shot holds only what is in view)."""
     if show is not None:
-        show.scroll_into_view_if_needed()
+        show.evaluate("element => element.scrollIntoView({block: 'center'})")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 

@@ -131,12 +131,11 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
     # columns in view).
     page.set_viewport_size({"width": 2400, "height": 1000})
     buildings = building_count(system)
-    free_demo = next(
-        row for row in system.status() if row.account is None and row.meter not in IMPORTED
-    )
+    free_demo = next(row for row in system.status() if row.account is None)
 
     # 1. Log in; 2. import a meter sheet built from the downloaded template.
     start_bulk_import(page, system)
+    shot(page, "20-bulk-import")
     template = download(page, "Excel template (all sheets)", "template.xlsx")
     book = load_workbook(template)
     assert book.sheetnames == ["说明 Read me", "楼栋 Buildings", "楼层 Floors", "户号 Units",
@@ -161,12 +160,12 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
     preview = grid_of(preview_frame)
     expect(preview.locator("tbody tr")).to_have_count(2)
     expect(preview.locator("tbody tr td:nth-child(2)")).to_have_text(list(IMPORTED))
-    shot(page, "11-import-preview", preview_frame)
+    shot(page, "21-import-preview", preview_frame)
     page.get_by_role("button", name="Import 6 record(s)").click()
     expect(page.get_by_text(
         "Imported from building-c.xlsx: Buildings 1, Floors 1, Units 2, Meters 2."
     )).to_be_visible()
-    shot(page, "12-imported")
+    shot(page, "22-imported")
     assert set(IMPORTED) <= meters_in_db(system)
     assert building_count(system) == buildings + 1
     open_page(page, "Overview", "Meters")
@@ -196,7 +195,7 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
         page.get_by_text(f"Account {number} opened for {tenant} with 1 meter(s).")
     ).to_be_visible()
     expect(page.get_by_text("First sale: 3,000.00 CNY. Balance: 3,000.00 CNY.")).to_be_visible()
-    shot(page, "13-account-opened")
+    shot(page, "23-account-opened")
     [opening] = system.sale_entries(number)
     assert opening.amount == Decimal("3000.0000")
 
@@ -214,7 +213,7 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
     )
     assert sale.receipt_no
     expect(page.get_by_role("button", name=f"Receipt {sale.receipt_no} (PDF)")).to_be_visible()
-    shot(page, "14-sale-posted")
+    shot(page, "24-sale-posted")
 
     # 5. Trip and close the meter from the batch control grid.
     open_page(page, "Batch control", "Batch operations")
@@ -229,7 +228,7 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
     # Tick the row's checkbox: the canvas' first column, the first row under the header.
     control_grid.click(position={"x": 17, "y": 52})
     expect(page.get_by_text(f"1 meter(s): {free_demo.meter}", exact=True)).to_be_visible()
-    shot(page, "15-control-row-selected", control_grid)
+    shot(page, "25-control-row-selected", control_grid)
 
     for kind, done, relay in (("Trip", 1, RELAY_OPEN), ("Close", 2, RELAY_CLOSED)):
         choose(page, page.get_by_role("combobox", name="Operation"), kind,
@@ -242,15 +241,30 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
         commands_frame = data_frame(page, "Attempts")
         commands = grid_of(commands_frame)
         expect(commands.locator("tbody tr").first.locator("td").nth(3)).to_have_text(kind)
-        shot(page, f"16-control-{kind.lower()}-confirmed", commands_frame)
+        shot(page, f"26-control-{kind.lower()}-confirmed", commands_frame)
         page.get_by_role("button", name="Refresh").click()
         expect(relay_cell(control_grid)).to_have_text(relay)
         expect(page.get_by_text(f"1 meter(s): {free_demo.meter}", exact=True)).to_be_visible()
-        shot(page, f"17-control-{kind.lower()}-relay", control_grid)
+        shot(page, f"27-control-{kind.lower()}-relay", control_grid)
         status = next(r for r in system.status() if r.meter_id == free_demo.meter_id)
         assert status.relay == ("open" if kind == "Trip" else "closed")
     sent = [c for c in system.commands(free_demo.meter_id) if c.reason.startswith("e2e ")]
     assert [(c.kind, c.state) for c in sent] == [("trip", "confirmed"), ("close", "confirmed")]
+
+    # The grid as shown, exported: the meter with its new account, supply back on.
+    with page.expect_download() as started:
+        page.locator(".st-key-control_export").get_by_role("button", name="Export to Excel").click()
+    grid_rows = list(load_workbook(keep(started.value, "control-grid.xlsx")).active.iter_rows(
+        values_only=True
+    ))
+    assert grid_rows[0][:9] == ("State", "Unit", "Building", "Floor", "Meter", "Gateway",
+                                "Account", "Tenant", "Balance (CNY)"), grid_rows[0]
+    assert grid_rows[0][11] == "Relay", grid_rows[0]
+    assert len(grid_rows) == 2, grid_rows
+    shown = grid_rows[1]
+    assert (shown[0], shown[1], shown[4], shown[6], shown[7], shown[11]) == (
+        "Opened", free_demo.unit, free_demo.meter, number, tenant, RELAY_CLOSED
+    ), shown
 
     # 6. Export the account's sales and read the workbook.
     open_page(page, "Sales records", "Sales records")
@@ -259,7 +273,7 @@ def test_import_open_sell_control_export(system: System, page: Page, tmp_path: P
     expect(page.get_by_role("tab", name="Sales (2)")).to_be_visible()
     sales_tab = page.get_by_role("tabpanel")
     expect(grid_of(data_frame(sales_tab, "Receipt")).locator("tbody tr")).to_have_count(2)
-    shot(page, "18-sales-records", sales_tab)
+    shot(page, "28-sales-records", sales_tab)
     with page.expect_download() as started:
         page.locator(".st-key-sales_query_sale_xlsx").get_by_role(
             "button", name="Export to Excel"
