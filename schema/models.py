@@ -337,6 +337,7 @@ class Alarm(Base):
     kind: Mapped[str] = mapped_column(String(32))
     meter_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), nullable=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"), nullable=True)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
     value: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
