@@ -18,4 +18,5 @@ class BillingPolicy:
     alarm1_amount: Decimal = Decimal("50.00")
     alarm2_amount: Decimal = Decimal("20.00")
     overload_kw: Decimal = Decimal("30.00")  # default power threshold dispatched to meters
+    overload_sustain: timedelta = timedelta(minutes=5)  # over the threshold this long: alarm
     command_ttl: timedelta = timedelta(minutes=10)

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     alarm1_amount: Decimal = Decimal("50.00")
     alarm2_amount: Decimal = Decimal("20.00")
     overload_kw: Decimal = Decimal("30.00")
+    # Power must stay above a meter's overload threshold this long before an overload alarm.
+    overload_sustain_s: float = 300.0
     collect_interval_s: float = 1800.0
     # Readings InfluxDB cannot take (it is down) wait here, on disk, in order.
     spool_dir: str = str(VAR_DIR / "spool")
@@ -85,6 +87,7 @@ class Settings(BaseSettings):
             alarm1_amount=self.alarm1_amount,
             alarm2_amount=self.alarm2_amount,
             overload_kw=self.overload_kw,
+            overload_sustain=timedelta(seconds=self.overload_sustain_s),
             command_ttl=timedelta(seconds=self.command_ttl_s),
         )
 
