@@ -144,6 +144,8 @@ class Account(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     tenant_name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str] = mapped_column(String(32), default="")
+    # The language the tenant is told things in (notifications): "zh" or "en".
+    language: Mapped[str] = mapped_column(String(8), default="zh")
     id_number: Mapped[str] = mapped_column(String(64), default="")  # ID card or company number
     notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(8), default="open")
@@ -468,3 +470,73 @@ class DailyReading(Base):
     energy_kwh: Mapped[Decimal] = mapped_column(Energy())
     readings: Mapped[int] = mapped_column(Integer)
     max_power_kw: Mapped[Decimal | None] = mapped_column(Energy(), nullable=True)
+
+
+# --- Notifications (notify/): the outbox and its delivery attempts ------------------------------
+
+
+class OutboxMessage(Base):
+    """A message to one recipient, written in the same transaction as what it tells about and
+    delivered by the sender loop (notify/sender.py).
+
+    `dedupe_key` is unique per recipient while the message is not cleared: a balance level or a
+    trip is told once until the condition ends (`cleared_at`, set by notify.outbox.clear), and a
+    recharge confirmation, whose key is never cleared, is told once ever.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('alarm1', 'alarm2', 'arrears', 'trip', 'recharge', 'gateway_lost', "
+            "'command_failed')",
+            name="message_kind",
+        ),
+        CheckConstraint(
+            "state IN ('queued', 'sending', 'sent', 'failed', 'cancelled')", name="message_state"
+        ),
+        CheckConstraint("channel IN ('any', 'modem', 'http_sms', 'email')", name="channel_kind"),
+        Index(
+            "uq_outbox_messages_open_key",
+            "dedupe_key",
+            "recipient",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index("ix_outbox_messages_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    channel: Mapped[str] = mapped_column(String(12), default="any")
+    language: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    # Urgent messages go out during quiet hours; the others wait for them to end.
+    urgent: Mapped[bool] = mapped_column(Boolean)
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), nullable=True, index=True
+    )
+    state: Mapped[str] = mapped_column(String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # queued: not before this; sending: the claim lapses then (the sender may have died mid-send).
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    reference: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DeliveryAttempt(Base):
+    """One try of one channel to deliver an outbox message, with what the provider answered."""
+
+    __tablename__ = "outbox_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_messages.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(12))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ok: Mapped[bool] = mapped_column(Boolean)
+    # The provider's reference on success (message references, HTTP reply), or the error.
+    reply: Mapped[str] = mapped_column(Text, default="")
