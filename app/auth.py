@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from billing.operators import record_logout
+from app.i18n import LANG_KEY, apply_language
+from billing.operators import SIGNED_IN, can, record_logout, set_language
 from billing.parameters import effective_policy
 from billing.policy import BillingPolicy
 from schema.db import unit_of_work
@@ -45,6 +46,17 @@ def log_in(operator: Operator) -> None:
     st.session_state[OPERATOR_USERNAME] = operator.username
     st.session_state[LAST_ACTIVITY] = utcnow()
     st.session_state.pop(LOGOUT_REASON, None)
+    apply_language(operator.language)
+
+
+def save_language() -> None:
+    """The sidebar switch changed: a logged-in operator keeps the choice for the next login."""
+    with unit_of_work(database_url()) as session:
+        operator = current_operator(session)
+        if can(operator, SIGNED_IN):
+            assert operator is not None
+            set_language(session, operator=operator, operator_id=operator.id,
+                         language=st.session_state[LANG_KEY], now=utcnow())
 
 
 def log_out() -> None:

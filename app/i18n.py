@@ -1,10 +1,17 @@
-"""Dashboard strings in English and Simplified Chinese; the sidebar switch sets session "lang"."""
+"""Dashboard strings in English and Simplified Chinese; the sidebar switch sets session "lang".
+
+Logging in applies the operator's own language (`apply_language`): the switch is drawn before the
+page that logs in, so the language waits under PENDING_LANG for the next run to take it over.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import streamlit as st
 
 LANG_KEY = "lang"
+PENDING_LANG = "lang_pending"
 DEFAULT_LANG = "en"
 LANGUAGES = {"en": "English", "zh": "中文"}
 
@@ -179,9 +186,19 @@ def role_name(role: str) -> str:
     return t(key) if key in STRINGS[DEFAULT_LANG] else role
 
 
-def language_switch() -> None:
+def apply_language(language: str) -> None:
+    """Show the dashboard in `language` from the next run on."""
+    if language in STRINGS:
+        st.session_state[PENDING_LANG] = language
+
+
+def language_switch(on_change: Callable[[], None] | None = None) -> None:
+    """The sidebar switch; `on_change` runs when the operator changes it."""
+    pending = st.session_state.pop(PENDING_LANG, None)
+    if pending is not None:
+        st.session_state[LANG_KEY] = pending
     st.session_state.setdefault(LANG_KEY, DEFAULT_LANG)
     st.sidebar.radio(
         t("language"), list(LANGUAGES), format_func=LANGUAGES.__getitem__, key=LANG_KEY,
-        horizontal=True,
+        horizontal=True, on_change=on_change,
     )

@@ -25,7 +25,7 @@ def no_access() -> None:
 def main() -> None:
     st.set_page_config(page_title="Voltpay", layout="wide")
     st.sidebar.markdown(f"**{get_settings().site_name}**")
-    language_switch()
+    language_switch(on_change=auth.save_language)
 
     with unit_of_work(auth.database_url()) as session:
         # Logs out an operator idle longer than SESSION_TIMEOUT_MIN, or disabled meanwhile.

@@ -37,6 +37,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "engineer": frozenset({"view", "control", "configure"}),
     "viewer": frozenset({"view"}),
 }
+# The dashboard's languages; an operator's own is applied when they log in.
+LANGUAGES = ("en", "zh")
 MIN_PASSWORD_LENGTH = 8
 # argon2 hashes anything, but an unbounded password is an easy way to burn server time.
 MAX_PASSWORD_LENGTH = 128
@@ -259,6 +261,31 @@ def change_password(
                  target=operator.username)
 
 
+# --- language --------------------------------------------------------------------------------
+
+
+def set_language(
+    session: Session, *, operator: Operator | None, operator_id: int, language: str,
+    now: datetime,
+) -> Operator:
+    """The language the dashboard opens in for an operator: anyone may choose their own, an
+    administrator (permission "operators") anyone's."""
+    require(operator, SIGNED_IN)
+    assert operator is not None
+    if operator_id != operator.id:
+        require(operator, MANAGE)
+    if language not in LANGUAGES:
+        raise BillingError(f"Unknown language {language!r}; choose one of {', '.join(LANGUAGES)}")
+    target = _target(session, operator_id)
+    if target.language == language:
+        return target
+    before = target.language
+    target.language = language
+    audit.record(session, at=now, operator=operator, action="operator.language",
+                 target=target.username, before=before, after=language)
+    return target
+
+
 # --- operator management (permission "operators") --------------------------------------------
 
 
@@ -268,6 +295,7 @@ class OperatorRow:
     username: str
     display_name: str
     role: str
+    language: str
     is_active: bool
     locked_until: datetime | None  # only while the lock lasts
     failed_attempts: int
@@ -284,7 +312,8 @@ def list_operators(
     return [
         OperatorRow(
             id=o.id, username=o.username, display_name=o.display_name, role=o.role,
-            is_active=o.is_active, locked_until=o.locked_until if is_locked(o, now) else None,
+            language=o.language, is_active=o.is_active,
+            locked_until=o.locked_until if is_locked(o, now) else None,
             failed_attempts=o.failed_attempts, last_seen_at=o.last_seen_at,
             password_changed_at=o.password_changed_at, created_at=o.created_at,
         )

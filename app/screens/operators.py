@@ -1,4 +1,5 @@
-"""Operators (操作员管理): list, create, disable / enable, unlock, reset a password, change a role.
+"""Operators (操作员管理): list, create, disable / enable, unlock, reset a password, change a role
+or the language the dashboard opens in.
 
 The page only draws forms; billing.operators checks the "operators" permission on every call.
 """
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import auth
 from app.export import XLSX_MIME, Column, xlsx_bytes
-from app.i18n import STRINGS, register, role_name, t
+from app.i18n import LANGUAGES, STRINGS, register, role_name, t
 from app.nav import Screen
 from billing import operators
 from billing.errors import BillingError, PermissionDenied
@@ -43,6 +44,7 @@ if "operators.nav" not in STRINGS["en"]:
             "operators.col.username": "User name",
             "operators.col.display_name": "Name",
             "operators.col.role": "Role",
+            "operators.col.language": "Language",
             "operators.col.status": "Status",
             "operators.col.last_seen": "Last active ({tz})",
             "operators.col.password": "Password",
@@ -68,6 +70,10 @@ if "operators.nav" not in STRINGS["en"]:
             "operators.role": "Role",
             "operators.role.submit": "Change role",
             "operators.role.changed": "{username} now has the role {role}.",
+            "operators.language": "Language the dashboard opens in",
+            "operators.language.submit": "Change language",
+            "operators.language.changed": "{username} will see the dashboard in {language} "
+            "from their next login.",
             "operators.reset": "Temporary password (at least 8 characters)",
             "operators.reset.submit": "Reset password",
             "operators.reset.done": "Password of {username} reset. Give them the temporary "
@@ -87,6 +93,7 @@ if "operators.nav" not in STRINGS["en"]:
             "operators.col.username": "用户名",
             "operators.col.display_name": "姓名",
             "operators.col.role": "角色",
+            "operators.col.language": "语言",
             "operators.col.status": "状态",
             "operators.col.last_seen": "最近活动 ({tz})",
             "operators.col.password": "密码",
@@ -112,6 +119,9 @@ if "operators.nav" not in STRINGS["en"]:
             "operators.role": "角色",
             "operators.role.submit": "修改角色",
             "operators.role.changed": "{username} 的角色已改为 {role}。",
+            "operators.language": "登录后界面语言",
+            "operators.language.submit": "修改语言",
+            "operators.language.changed": "{username} 下次登录后界面语言为 {language}。",
             "operators.reset": "临时密码（至少 8 位）",
             "operators.reset.submit": "重置密码",
             "operators.reset.done": "{username} 的密码已重置。请把临时密码交给本人并提醒其修改。",
@@ -169,6 +179,7 @@ def _table(rows: list[OperatorRow], tz: ZoneInfo) -> None:
             "username": row.username,
             "display_name": row.display_name,
             "role": role_name(row.role),
+            "language": LANGUAGES.get(row.language, row.language),
             "status": _status(row, tz),
             "last_seen": _local(row.last_seen_at, tz),
             "password": t("operators.password.changed", time=_local(row.password_changed_at, tz))
@@ -181,6 +192,7 @@ def _table(rows: list[OperatorRow], tz: ZoneInfo) -> None:
         Column("username", t("operators.col.username")),
         Column("display_name", t("operators.col.display_name")),
         Column("role", t("operators.col.role")),
+        Column("language", t("operators.col.language")),
         Column("status", t("operators.col.status")),
         Column("last_seen", t("operators.col.last_seen", tz=tz.key)),
         Column("password", t("operators.col.password")),
@@ -255,6 +267,7 @@ def _manage(rows: list[OperatorRow], roles: list[str], tz: ZoneInfo) -> None:
         st.warning(t("operators.locked_note", attempts=target.failed_attempts,
                      time=_local(target.locked_until, tz)))
     _role_form(target, roles)
+    _language_form(target)
     _reset_form(target)
     _buttons(target)
 
@@ -274,6 +287,28 @@ def _role_form(target: OperatorRow, roles: list[str]) -> None:
         operators.change_role(session, operator=me, operator_id=target.id, role=role or "",
                               now=auth.utcnow())
         return t("operators.role.changed", username=target.username, role=role_name(role or ""))
+
+    _apply(change)
+
+
+def _language_form(target: OperatorRow) -> None:
+    choices = list(LANGUAGES)
+    with st.form(f"operators_language_form_{target.id}"):
+        language = st.selectbox(
+            t("operators.language"), choices, format_func=LANGUAGES.__getitem__,
+            index=choices.index(target.language) if target.language in choices else None,
+            key=f"operators_language_{target.id}",
+        )
+        submitted = st.form_submit_button(t("operators.language.submit"),
+                                          key="operators_language_submit")
+    if not submitted:
+        return
+
+    def change(session: Session, me: Operator | None) -> str:
+        operators.set_language(session, operator=me, operator_id=target.id,
+                               language=language or "", now=auth.utcnow())
+        return t("operators.language.changed", username=target.username,
+                 language=LANGUAGES.get(language or "", ""))
 
     _apply(change)
 

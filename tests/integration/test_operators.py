@@ -488,6 +488,36 @@ def test_nobody_changes_a_password_without_being_logged_in(db_url: str) -> None:
                                   new_password="long enough", now=at(1))
 
 
+def test_everyone_chooses_their_own_language_administrators_anyone_s(db_url: str) -> None:
+    staffed(db_url)
+    with unit_of_work(db_url) as s:
+        operators.set_language(s, operator=by_name(s, "viewer"),
+                               operator_id=by_name(s, "viewer").id, language="zh", now=at(1))
+        # Choosing the language already set is no change and no log row.
+        operators.set_language(s, operator=by_name(s, "viewer"),
+                               operator_id=by_name(s, "viewer").id, language="zh", now=at(2))
+    as_admin(db_url, lambda s, admin: operators.set_language(
+        s, operator=admin, operator_id=by_name(s, "cashier").id, language="zh", now=at(3)))
+    with pytest.raises(PermissionDenied), unit_of_work(db_url) as s:
+        operators.set_language(s, operator=by_name(s, "viewer"),
+                               operator_id=by_name(s, "cashier").id, language="en", now=at(4))
+    with pytest.raises(BillingError, match="Unknown language 'fr'; choose one of en, zh"), \
+            unit_of_work(db_url) as s:
+        operators.set_language(s, operator=by_name(s, "viewer"),
+                               operator_id=by_name(s, "viewer").id, language="fr", now=at(5))
+    with pytest.raises(PermissionDenied), unit_of_work(db_url) as s:
+        operators.set_language(s, operator=None, operator_id=by_name(s, "viewer").id,
+                               language="en", now=at(6))
+
+    with unit_of_work(db_url) as s:
+        assert [(o.username, o.language) for o in operators.list_operators(
+            s, operator=by_name(s, "admin"), now=at(7))] == [
+            ("admin", "en"), ("cashier", "zh"), ("viewer", "zh")]
+    assert log(db_url, since=at(1)) == [
+        ("viewer", "operator.language", "viewer"), ("admin", "operator.language", "cashier"),
+    ]
+
+
 # --- operation log ---------------------------------------------------------------------------
 
 
