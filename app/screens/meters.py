@@ -1,4 +1,7 @@
-"""Meters: device profile, gateway and bus address, unit, CT ratio, price, alarm thresholds."""
+"""Meters: device profile, gateway and bus address, unit, CT ratio, price, alarm thresholds.
+
+Saving a meter whose price or thresholds changed queues the matching dispatch to that meter
+(billing.dispatch.update_meter); the page says so and links to the batch page that shows it."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ from app import auth
 from app.export import Column
 from app.i18n import STRINGS, register, t
 from app.nav import Screen
+from app.screens.control import SENT
 from app.screens.site import NEW, Editor, Values, allowed, table, text_of
-from billing import site
+from billing import dispatch, site
+from billing.operators import can
 from schema.db import unit_of_work
 from schema.models import Meter, Operator
 from voltpay.settings import get_settings
@@ -62,6 +67,13 @@ if "meters.nav" not in STRINGS["en"]:
             "meters.col_alarm2": "Alarm 2",
             "meters.col_overload": "Overload (kW)",
             "meters.col_account": "Open account",
+            "meters.dispatch.price": "price dispatch",
+            "meters.dispatch.settings": "settings dispatch (alarm amounts and overload threshold)",
+            "meters.dispatch.queued": "A {kind} to meter {serial} is queued: the collector "
+            "writes the new values to the meter.",
+            "meters.dispatch.cannot": "Meter {serial} cannot receive a {kind}: its profile "
+            "({profile}) has no such control. The values are saved for billing only.",
+            "meters.dispatch.follow": "Follow the command under Batch control",
         },
         "zh": {
             "meters.nav": "电表",
@@ -98,11 +110,19 @@ if "meters.nav" not in STRINGS["en"]:
             "meters.col_alarm2": "二级报警",
             "meters.col_overload": "过载（kW）",
             "meters.col_account": "在用账户",
+            "meters.dispatch.price": "电价下发",
+            "meters.dispatch.settings": "设置下发（报警金额与过载阈值）",
+            "meters.dispatch.queued": "已为电表 {serial} 排队{kind}：采集服务会把新值写入电表。",
+            "meters.dispatch.cannot": "电表 {serial} 无法接收{kind}：其型号（{profile}）"
+            "不支持该操作。新值已保存，仅用于平台计费。",
+            "meters.dispatch.follow": "在“批量操作”中查看指令进度",
         },
     })
 
 FIELDS = ("serial", "profile", "gateway_id", "bus_address", "unit_id", "ct_ratio", "tariff_id",
           "price_per_kwh", "alarm1_amount", "alarm2_amount", "overload_kw")
+# What the last save dispatched to its meter, for the page to say once.
+DISPATCHED = "meters_dispatched"
 _TEXT = ("serial", "bus_address", "ct_ratio", "price_per_kwh", "alarm1_amount", "alarm2_amount",
          "overload_kw")
 
@@ -133,10 +153,21 @@ def _load(session: Session, record_id: int) -> Values | None:
 def _save(
     session: Session, record_id: int, values: Values, operator: Operator | None, now: datetime
 ) -> tuple[int, str]:
+    st.session_state.pop(DISPATCHED, None)
     if record_id == NEW:
         meter = site.create_meter(session, values, operator=operator, now=now)
-    else:
-        meter = site.update_meter(session, record_id, values, operator=operator, now=now)
+        return meter.id, meter.serial
+    update = dispatch.update_meter(session, record_id, values, operator=operator,
+                                   policy=auth.policy(session), now=now)
+    meter = update.meter
+    st.session_state[DISPATCHED] = {
+        "serial": meter.serial, "profile": meter.profile,
+        "queued": [command.kind for command in update.queued],
+        "cannot": update.cannot_receive,
+    }
+    if update.queued:
+        # The batch page follows the commands this session sent: these among them.
+        st.session_state[SENT] = [c.id for c in update.queued] + st.session_state.get(SENT, [])
     return meter.id, meter.serial
 
 
@@ -161,11 +192,13 @@ def render() -> None:
                     for g in site.gateways(session)}
         units = {u.id: f"{u.number} · {u.building} · {u.floor}" for u in site.units(session)}
         tariffs = dict(site.tariffs(session))
+        may_control = can(auth.current_operator(session), "control")
     if not gateways:
         st.info(t("meters.need_gateway"))
         return
     by_id = {row.id: row for row in rows}
     EDITOR.messages()
+    _dispatched(may_control)
     EDITOR.picker(t("meters.pick"), list(by_id),
                   lambda i: f"{by_id[i].serial} · {by_id[i].gateway} #{by_id[i].bus_address}"
                   f" · {by_id[i].unit or '-'}")
@@ -175,6 +208,21 @@ def render() -> None:
         st.info(t("meters.empty"))
         return
     _table(rows)
+
+
+def _dispatched(may_control: bool) -> None:
+    done = st.session_state.pop(DISPATCHED, None)
+    if not done:
+        return
+    for kind in done["queued"]:
+        st.info(t("meters.dispatch.queued", kind=t(f"meters.dispatch.{kind}"),
+                  serial=done["serial"]), icon=":material/send:")
+    if done["queued"] and may_control:
+        st.page_link("screens/control.py", label=t("meters.dispatch.follow"),
+                     icon=":material/arrow_forward:")
+    for kind in done["cannot"]:
+        st.warning(t("meters.dispatch.cannot", kind=t(f"meters.dispatch.{kind}"),
+                     serial=done["serial"], profile=done["profile"]))
 
 
 def _form(gateways: dict[int, str], units: dict[int, str], tariffs: dict[int, str]) -> None:

@@ -1,5 +1,9 @@
 """Default parameters (默认参数): thresholds, collection interval, alarm amounts, default tariff,
-hoarding limit, sale maximum and the alarm SMS number."""
+hoarding limit, sale maximum and the alarm SMS number.
+
+A changed default that meters hold (thresholds, alarm amounts, the default tariff's prices) is not
+written to them from here: the page points to the batch page, where the operator chooses when
+to send the dispatch that may write every meter of the site."""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from app import auth
 from app.i18n import STRINGS, register, t
 from app.nav import Screen
 from app.screens.site import allowed, text_of
-from billing import parameters, site
+from billing import dispatch, parameters, site
 from billing.errors import BillingError
+from billing.operators import can
 from billing.parameters import SiteParameters
 from billing.site import InvalidInput
 from schema.db import unit_of_work
@@ -49,6 +54,14 @@ if "parameters.nav" not in STRINGS["en"]:
             "parameters.save": "Save parameters",
             "parameters.saved": "Parameters saved.",
             "parameters.unchanged": "Nothing changed.",
+            "parameters.dispatch.settings": "Meters keep the old alarm amounts and overload "
+            "threshold until a settings dispatch writes the new ones. Send it under Batch "
+            "control (operation: settings dispatch) when you are ready; meters and accounts "
+            "with their own values keep them.",
+            "parameters.dispatch.price": "Meters on the default tariff keep the old prices "
+            "until a price dispatch writes the new ones. Send it under Batch control "
+            "(operation: price dispatch) when you are ready.",
+            "parameters.dispatch.link": "Open Batch control",
         },
         "zh": {
             "parameters.nav": "默认参数",
@@ -72,6 +85,12 @@ if "parameters.nav" not in STRINGS["en"]:
             "parameters.save": "保存参数",
             "parameters.saved": "参数已保存。",
             "parameters.unchanged": "没有修改。",
+            "parameters.dispatch.settings": "电表仍使用原来的报警金额和过载阈值，需通过设置下发"
+            "写入新值。准备好后请在“批量操作”中发送（操作：设置下发）；"
+            "有单独设置的电表和账户保持自己的值。",
+            "parameters.dispatch.price": "使用默认电价方案的电表仍按原电价运行，需通过电价下发"
+            "写入新电价。准备好后请在“批量操作”中发送（操作：电价下发）。",
+            "parameters.dispatch.link": "打开批量操作",
         },
     })
 
@@ -115,6 +134,7 @@ def _on_save() -> None:
     st.session_state[f"{PREFIX}_flash"] = (
         t("parameters.unchanged") if after == before else t("parameters.saved")
     )
+    st.session_state[f"{PREFIX}_dispatch"] = dispatch.parameter_dispatches(before, after)
     _fill(after)
 
 
@@ -126,6 +146,7 @@ def render() -> None:
     with unit_of_work(auth.database_url()) as session:
         current = parameters.current(session, _base())
         tariffs = dict(site.tariffs(session))
+        may_control = can(auth.current_operator(session), "control")
     if _key("overload_kw") not in st.session_state:  # first run, or back from another page
         _fill(current)
     flash = st.session_state.pop(f"{PREFIX}_flash", None)
@@ -133,6 +154,7 @@ def render() -> None:
         st.success(flash)
     for message in st.session_state.pop(f"{PREFIX}_errors", []):
         st.error(message)
+    _dispatch_hint(may_control)
     currency = get_settings().currency
     with st.form("parameters_form"):
         left, right = st.columns(2)
@@ -155,6 +177,15 @@ def render() -> None:
                          help=t("parameters.sms_help"), placeholder="+8613800000000")
         st.form_submit_button(t("parameters.save"), type="primary", key=_key("save"),
                               on_click=_on_save)
+
+
+def _dispatch_hint(may_control: bool) -> None:
+    kinds = st.session_state.pop(f"{PREFIX}_dispatch", [])
+    for kind in kinds:
+        st.info(t(f"parameters.dispatch.{kind}"), icon=":material/send:")
+    if kinds and may_control:
+        st.page_link("screens/control.py", label=t("parameters.dispatch.link"),
+                     icon=":material/arrow_forward:")
 
 
 if __name__ == "__main__":

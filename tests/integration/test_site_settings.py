@@ -12,16 +12,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing import accounts, parameters, pricing, site
+from billing import accounts, dispatch, parameters, pricing, site
 from billing.errors import BillingError, PermissionDenied
 from billing.operators import create_operator
 from billing.parameters import SiteParameters
 from billing.policy import BillingPolicy
 from billing.site import InvalidInput
+from billing.tariffs import BANDS
 from schema.db import unit_of_work
 from schema.models import (
     AuditEntry,
     Building,
+    Command,
     Floor,
     Gateway,
     Meter,
@@ -334,6 +336,103 @@ def test_only_who_may_configure_changes_the_site(url: str) -> None:
         engineer = create_operator(s, username="engineer", password="correct horse",
                                    role="engineer", now=T0)
         site.create_building(s, {"code": "X", "name": "X"}, operator=engineer, now=T0)
+
+
+# --- Dispatch of a saved meter -----------------------------------------------------------------
+
+
+def dispatched(url: str) -> list[tuple[str, str, dict[str, Decimal]]]:
+    """Every command queued: meter, kind and the values it writes."""
+    with unit_of_work(url) as s:
+        rows = s.execute(
+            select(Meter.serial, Command.kind, Command.payload)
+            .join(Meter, Meter.id == Command.meter_id).order_by(Command.id)
+        ).all()
+    return [(serial, kind, {k: Decimal(v) for k, v in (payload or {}).items()})
+            for serial, kind, payload in rows]
+
+
+def save_meter(url: str, serial: str, **changes: object) -> list[str]:
+    """Save the meter as the form does, with `changes`; what the meter cannot receive."""
+    with unit_of_work(url) as s:
+        meter = s.scalars(select(Meter).where(Meter.serial == serial)).one()
+        values = {key: getattr(meter, key) for key in (*site.METER_FIELDS, "gateway_id",
+                                                       "unit_id", "tariff_id")}
+        update = dispatch.update_meter(s, meter.id, values | changes, operator=admin(s),
+                                       policy=POLICY, now=T0)
+        assert update.meter.id == meter.id
+        return update.cannot_receive
+
+
+def test_a_changed_threshold_is_dispatched_to_its_meter_once(url: str) -> None:
+    assert save_meter(url, "M00002", alarm1_amount="100", alarm2_amount="40",
+                      overload_kw="12.5") == []
+
+    assert dispatched(url) == [("M00002", "settings", {
+        "alarm1_amount": Decimal(100), "alarm2_amount": Decimal(40),
+        "overload_kw": Decimal("12.5")})]
+    assert [a for a, target, _ in actions(url) if target == "M00002"] == [
+        "meter.update", "command.settings"]
+
+    # The same values again, and a change that no dispatch carries, queue nothing.
+    save_meter(url, "M00002", alarm1_amount="100.00", alarm2_amount="40", overload_kw="12.500")
+    save_meter(url, "M00002", ct_ratio="40")
+    assert len(dispatched(url)) == 1
+
+    # Back to the site default (blank): the meter is written the default.
+    save_meter(url, "M00002", overload_kw="")
+    assert dispatched(url)[-1] == ("M00002", "settings", {
+        "alarm1_amount": Decimal(100), "alarm2_amount": Decimal(40),
+        "overload_kw": POLICY.overload_kw})
+
+
+def test_a_changed_price_or_tariff_is_dispatched_as_a_price(url: str) -> None:
+    with unit_of_work(url) as s:
+        tariff = pricing.create_tariff(s, name="Office", spec={"kind": "flat",
+                                                               "flat_price": "0.95"},
+                                       effective_from=T0, operator=admin(s), now=T0)
+        tariff_id = tariff.id
+
+    save_meter(url, "M00001", price_per_kwh="1.35")
+    save_meter(url, "M00001", price_per_kwh="")  # back to the default flat price
+    save_meter(url, "M00003", tariff_id=tariff_id)
+
+    assert dispatched(url) == [
+        ("M00001", "price", dict.fromkeys(BANDS, Decimal("1.35"))),
+        ("M00001", "price", dict.fromkeys(BANDS, POLICY.default_price_per_kwh)),
+        ("M00003", "price", dict.fromkeys(BANDS, Decimal("0.95"))),
+    ]
+
+
+def test_a_threshold_the_account_overrides_is_not_dispatched(url: str) -> None:
+    with unit_of_work(url) as s:
+        meter = s.scalars(select(Meter).where(Meter.serial == "M00001")).one()
+        account = accounts.open_account(s, number="10001", tenant_name="Lucky Noodle",
+                                        meter_ids=[meter.id], operator=admin(s), now=T0,
+                                        policy=POLICY)
+        account.alarm1_amount, account.alarm2_amount = Decimal(80), Decimal(30)
+
+    save_meter(url, "M00001", alarm1_amount="100", alarm2_amount="40")
+    assert dispatched(url) == []
+
+    save_meter(url, "M00001", overload_kw="8")
+    assert dispatched(url) == [("M00001", "settings", {
+        "alarm1_amount": Decimal(80), "alarm2_amount": Decimal(30), "overload_kw": Decimal(8)})]
+
+
+def test_a_metering_meter_keeps_its_values_but_gets_no_dispatch(url: str) -> None:
+    with unit_of_work(url) as s:
+        gateway_id = s.scalars(select(Gateway.id)).one()
+        site.create_meter(s, new_meter(gateway_id, "M00009", 9, profile="acrel_dtsd1352"),
+                          operator=admin(s), now=T0)
+
+    assert save_meter(url, "M00009", overload_kw="20", price_per_kwh="0.8") == [
+        "price", "settings"]
+
+    assert dispatched(url) == []
+    with unit_of_work(url) as s:
+        meter = s.scalars(select(Meter).where(Meter.serial == "M00009")).one()
+        assert (meter.overload_kw, meter.price_per_kwh) == (Decimal(20), Decimal("0.8"))
 
 
 # --- Default parameters ------------------------------------------------------------------------
