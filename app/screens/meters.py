@@ -15,6 +15,7 @@ from app import auth
 from app.export import Column
 from app.i18n import STRINGS, register, t
 from app.nav import Screen
+from app.screens.control import SCREEN as CONTROL
 from app.screens.control import SENT
 from app.screens.site import NEW, Editor, Values, allowed, table, text_of
 from billing import dispatch, site
@@ -192,13 +193,13 @@ def render() -> None:
                     for g in site.gateways(session)}
         units = {u.id: f"{u.number} · {u.building} · {u.floor}" for u in site.units(session)}
         tariffs = dict(site.tariffs(session))
-        may_control = can(auth.current_operator(session), "control")
+        sees_control = can(auth.current_operator(session), CONTROL.permission)
     if not gateways:
         st.info(t("meters.need_gateway"))
         return
     by_id = {row.id: row for row in rows}
     EDITOR.messages()
-    _dispatched(may_control)
+    _dispatched(sees_control)
     EDITOR.picker(t("meters.pick"), list(by_id),
                   lambda i: f"{by_id[i].serial} · {by_id[i].gateway} #{by_id[i].bus_address}"
                   f" · {by_id[i].unit or '-'}")
@@ -210,14 +211,14 @@ def render() -> None:
     _table(rows)
 
 
-def _dispatched(may_control: bool) -> None:
+def _dispatched(sees_control: bool) -> None:
     done = st.session_state.pop(DISPATCHED, None)
     if not done:
         return
     for kind in done["queued"]:
         st.info(t("meters.dispatch.queued", kind=t(f"meters.dispatch.{kind}"),
                   serial=done["serial"]), icon=":material/send:")
-    if done["queued"] and may_control:
+    if done["queued"] and sees_control:
         st.page_link("screens/control.py", label=t("meters.dispatch.follow"),
                      icon=":material/arrow_forward:")
     for kind in done["cannot"]:

@@ -14,6 +14,7 @@ import streamlit as st
 from app import auth
 from app.i18n import STRINGS, register, t
 from app.nav import Screen
+from app.screens.control import SCREEN as CONTROL
 from app.screens.site import allowed, text_of
 from billing import dispatch, parameters, site
 from billing.errors import BillingError
@@ -146,7 +147,7 @@ def render() -> None:
     with unit_of_work(auth.database_url()) as session:
         current = parameters.current(session, _base())
         tariffs = dict(site.tariffs(session))
-        may_control = can(auth.current_operator(session), "control")
+        sees_control = can(auth.current_operator(session), CONTROL.permission)
     if _key("overload_kw") not in st.session_state:  # first run, or back from another page
         _fill(current)
     flash = st.session_state.pop(f"{PREFIX}_flash", None)
@@ -154,7 +155,7 @@ def render() -> None:
         st.success(flash)
     for message in st.session_state.pop(f"{PREFIX}_errors", []):
         st.error(message)
-    _dispatch_hint(may_control)
+    _dispatch_hint(sees_control)
     currency = get_settings().currency
     with st.form("parameters_form"):
         left, right = st.columns(2)
@@ -179,11 +180,11 @@ def render() -> None:
                               on_click=_on_save)
 
 
-def _dispatch_hint(may_control: bool) -> None:
+def _dispatch_hint(sees_control: bool) -> None:
     kinds = st.session_state.pop(f"{PREFIX}_dispatch", [])
     for kind in kinds:
         st.info(t(f"parameters.dispatch.{kind}"), icon=":material/send:")
-    if kinds and may_control:
+    if kinds and sees_control:
         st.page_link("screens/control.py", label=t("parameters.dispatch.link"),
                      icon=":material/arrow_forward:")
 

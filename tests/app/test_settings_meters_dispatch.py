@@ -7,16 +7,19 @@ from __future__ import annotations
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from billing import operators
 from billing import site as site_service
 from schema.db import unit_of_work
 from schema.models import Command, Gateway, Meter, Operator
-from tests.app.support import Site
+from tests.app.support import MAIN_SCRIPT, TIMEOUT_S, Site
 
 
-def edit(site: Site, serial: str) -> AppTest:
+def edit(site: Site, serial: str, at: AppTest | None = None) -> AppTest:
     with unit_of_work(site.url) as session:
         meter_id = session.scalars(select(Meter.id).where(Meter.serial == serial)).one()
-    at = site.open_app("admin").switch_page("screens/meters.py").run()
+    if at is None:
+        at = site.open_app("admin")
+    at = at.switch_page("screens/meters.py").run()
     return at.selectbox(key="meters_pick").set_value(meter_id).run()
 
 
@@ -83,3 +86,29 @@ def test_a_meter_that_cannot_receive_the_price_keeps_it_and_is_said_so(site: Sit
     ]
     assert not at.info and not at.get("page_link")
     assert commands(site) == before
+
+
+def test_an_installer_who_cannot_open_the_batch_page_is_told_without_the_link(
+    site: Site,
+) -> None:
+    with unit_of_work(site.url) as session:
+        admin = session.get_one(Operator, site.operator_ids["admin"])
+        now = admin.created_at
+        operators.create_role(session, operator=admin, name="installer",
+                              permissions=["configure"], now=now)
+        installer = operators.add_operator(session, operator=admin, username="installer",
+                                           display_name="", role="installer",
+                                           password=site.password, now=now).id
+    at = AppTest.from_file(MAIN_SCRIPT, default_timeout=TIMEOUT_S)
+    at.session_state["operator_id"] = installer
+    at = edit(site, "M00009", at.run())
+
+    at.text_input(key="meters_price_per_kwh").input("1.5")
+    at.button(key="meters_save").click().run()
+
+    assert not at.exception
+    assert [i.value for i in at.info] == [
+        "A price dispatch to meter M00009 is queued: the collector writes the new values to "
+        "the meter."
+    ]
+    assert not at.get("page_link")
