@@ -169,6 +169,21 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
+    """Deliver queued notifications through the configured channels until stopped."""
+    from notify.config import sender_from_settings
+
+    if not settings.notify_configured:
+        print("no notification channel is configured: set NOTIFY_MODEM_PORT, NOTIFY_HTTP_URL "
+              "or NOTIFY_SMTP_HOST", file=sys.stderr)
+        return 1
+    sender = sender_from_settings(settings)
+    log.info("delivering notifications by %s",
+             ", ".join(channel.name for channel in sender.router.channels))
+    run_until_signalled(sender.run(poll_s=settings.notify_poll_s))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from voltpay.supervisor import run_all
 
@@ -202,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=None,
                    help="collection interval in seconds (default COLLECT_INTERVAL_S)")
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("notify", help="deliver queued SMS and email notifications")
+    p.set_defaults(func=cmd_notify)
 
     p = sub.add_parser("status", help="one line (or JSON object) per meter")
     p.add_argument("--json", action="store_true", help="print a JSON array")

@@ -6,12 +6,14 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.policy import BillingPolicy
+from notify.quiet import QuietHours
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = ROOT / "var"
@@ -54,6 +56,45 @@ class Settings(BaseSettings):
     # The demo site's gateways listen on 127.0.0.1 from this port on (one port per gateway).
     demo_first_port: int = 15021
 
+    # Notifications (notify/). Every channel given here is active: a phone number goes by the
+    # modem or the HTTP SMS service (NOTIFY_SMS_FIRST first, the other if it fails), an email
+    # address by SMTP.
+    notify_modem_port: str = ""
+    notify_modem_baudrate: int = 115200
+    notify_modem_timeout_s: float = Field(default=30.0, gt=0)
+    notify_http_url: str = ""
+    notify_http_method: str = "POST"
+    # {recipient} and {text} are filled in; JSON (placeholders inside its strings), or
+    # name=value&... for form and query.
+    notify_http_body: str = '{"to": "{recipient}", "text": "{text}"}'
+    notify_http_body_format: Literal["json", "form", "query"] = "json"
+    notify_http_token: str = ""
+    notify_http_user: str = ""
+    notify_http_password: str = ""
+    notify_http_headers: dict[str, str] = Field(default_factory=dict)
+    # e.g. code=0: the JSON reply must carry this for a message to count as sent.
+    notify_http_success_field: str = ""
+    notify_http_timeout_s: float = Field(default=10.0, gt=0)
+    notify_sms_first: Literal["modem", "http_sms"] = "modem"
+    notify_smtp_host: str = ""
+    notify_smtp_port: int = 587
+    notify_smtp_security: Literal["starttls", "ssl", "plain"] = "starttls"
+    notify_smtp_user: str = ""
+    notify_smtp_password: str = ""
+    notify_smtp_from: str = ""
+    notify_smtp_subject: str = ""
+    notify_smtp_timeout_s: float = Field(default=30.0, gt=0)
+    # Non-urgent messages wait while it is between these local times (SITE_TZ), e.g. 22:00-08:00.
+    notify_quiet_hours: str = ""
+    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_retry_s: float = Field(default=30.0, gt=0)
+    notify_sending_timeout_s: float = Field(default=600.0, gt=0)
+    notify_poll_s: float = Field(default=5.0, gt=0)
+    # Operator alerts (gateway lost, command failed) go here, in this language.
+    notify_alarm_phone: str = ""
+    notify_alarm_email: str = ""
+    notify_operator_language: Literal["en", "zh"] = "zh"
+
     @field_validator("site_tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -73,6 +114,16 @@ class Settings(BaseSettings):
         if value <= 0:
             raise ValueError("must be greater than 0")
         return value
+
+    @field_validator("notify_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        QuietHours.parse(value)  # raises with the expected form
+        return value
+
+    @property
+    def notify_configured(self) -> bool:
+        return bool(self.notify_modem_port or self.notify_http_url or self.notify_smtp_host)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -16,9 +16,13 @@ STOP_TIMEOUT_S = 10.0
 
 def _children(settings: Settings, speed: float, interval_s: float) -> dict[str, list[str]]:
     python = sys.executable
+    notifier = (
+        {"notifier": [python, "-m", "voltpay.cli", "notify"]} if settings.notify_configured else {}
+    )
     return {
         "simulator": [python, "-m", "voltpay.cli", "simulate", "--speed", str(speed)],
         "collector": [python, "-m", "voltpay.cli", "collect", "--interval", str(interval_s)],
+        **notifier,
         "dashboard": [
             python, "-m", "streamlit", "run", str(Path(ROOT, "app", "main.py")),
             "--server.port", str(settings.dashboard_port),
@@ -70,6 +74,9 @@ def run_all(
             print("  Log in as admin with the password shown on the first run")
             print("  (set VOLTPAY_ADMIN_PASSWORD to choose a new one)")
         print(f"  Simulated meters run at ×{speed:g}; meters are read every {interval_s:g} s.")
+        if "notifier" not in processes:
+            print("  No notification channel is configured (NOTIFY_MODEM_PORT, NOTIFY_HTTP_URL,")
+            print("  NOTIFY_SMTP_HOST): tenants and operators are not sent SMS or email.")
         print("  Press Ctrl-C to stop.")
         print("=" * 64 + "\n", flush=True)
         while not stopping:
