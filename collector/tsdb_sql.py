@@ -22,6 +22,7 @@ from sqlalchemy import (
     text,
     type_coerce,
     union_all,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -53,13 +54,16 @@ from schema.models import (
     ReadingDay,
     Unit,
 )
+from schema.types import Energy
 
 # Rows per INSERT execution, and meters per query: well inside SQLite's 500-term compound SELECT
 # and 32,766-variable limits and PostgreSQL's 65,535 parameters.
 WRITE_BATCH = 1000
 METER_BATCH = 200
-# Meters per query of energy from day spans: each meter id is bound twice (filter and group).
-SPAN_BATCH = 5000
+# Meters per query of energy from day spans: within SQLite's 32,766 variables; more than this
+# many are read through the days' index (ix_ts_day_spans_on_date) instead of meter by meter.
+SPAN_BATCH = 30_000
+SPAN_BY_METER = 2000
 
 
 class SqlReadingStore:
@@ -293,7 +297,15 @@ def rebuild_day_spans(conn: Connection, tz: ZoneInfo) -> None:
     insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
     conn.execute(
         insert(ReadingDay).from_select(
-            ["meter_id", "on_date", "first_at", "first_energy_kwh", "last_at", "last_energy_kwh"],
+            [
+                "meter_id",
+                "on_date",
+                "first_at",
+                "first_energy_kwh",
+                "last_at",
+                "last_energy_kwh",
+                "energy_kwh",
+            ],
             select(
                 DailyReading.meter_id,
                 DailyReading.on_date,
@@ -301,6 +313,7 @@ def rebuild_day_spans(conn: Connection, tz: ZoneInfo) -> None:
                 DailyReading.first_energy_kwh,
                 DailyReading.last_at,
                 DailyReading.last_energy_kwh,
+                DailyReading.energy_kwh,
             ),
         )
     )
@@ -332,7 +345,9 @@ def _spans_of(readings: Sequence[MeterReading], tz: ZoneInfo) -> dict[tuple[int,
 
 
 def _write_spans(conn: Connection, spans: Mapping[tuple[int, date], DaySpan]) -> None:
-    """Widen the stored day spans to cover `spans` (new rows for new days)."""
+    """Widen the stored day spans to cover `spans` (new rows for new days), then count again
+    the energy of each meter's days from the earliest one touched: a day's energy depends on
+    its previous day's last value, so a late reading changes the next day's energy too."""
     if not spans:
         return
     insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
@@ -356,11 +371,42 @@ def _write_spans(conn: Connection, spans: Mapping[tuple[int, date], DaySpan]) ->
             "first_energy_kwh": span.first.energy_kwh,
             "last_at": span.last.at,
             "last_energy_kwh": span.last.energy_kwh,
+            "energy_kwh": Decimal(0),  # counted below
         }
         for (meter_id, on_date), span in sorted(spans.items())
     ]
     for batch in chunks(rows, WRITE_BATCH):
         conn.execute(statement, list(batch))
+    earliest: dict[int, date] = {}
+    for meter_id, on_date in spans:
+        earliest[meter_id] = min(on_date, earliest.get(meter_id, on_date))
+    by_day: dict[date, list[int]] = {}
+    for meter_id, on_date in sorted(earliest.items()):
+        by_day.setdefault(on_date, []).append(meter_id)
+    for on_date, meter_ids in by_day.items():
+        for batch_ids in chunks(meter_ids, SPAN_BATCH):
+            _count_energy(conn, batch_ids, on_date)
+
+
+def _count_energy(conn: Connection, meter_ids: Sequence[int], from_on: date) -> None:
+    """Each day's energy of these meters from `from_on` on, from the spans (one index seek per
+    day for the previous one)."""
+    earlier = aliased(ReadingDay)
+    previous = (
+        select(earlier.last_energy_kwh)
+        .where(earlier.meter_id == ReadingDay.meter_id, earlier.on_date < ReadingDay.on_date)
+        .order_by(earlier.on_date.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    conn.execute(
+        update(ReadingDay)
+        .where(ReadingDay.meter_id.in_(meter_ids), ReadingDay.on_date >= from_on)
+        .values(
+            energy_kwh=ReadingDay.last_energy_kwh
+            - func.coalesce(previous, ReadingDay.first_energy_kwh)
+        )
+    )
 
 
 def _span_energy(
@@ -369,56 +415,31 @@ def _span_energy(
     end_on: date,
     *,
     groups: Sequence[Sequence[int]] | None = None,
-) -> Select[Any]:
-    """Energy per meter and day (meter id, day, kWh) from the day spans, as energy_per_day
-    counts it; with `groups`, summed per group and day (the group's index, day, kWh).
-
-    A day's energy is its last value minus the last one before it: the previous day with
-    readings in the range (a window over the spans), or the last span before the range (one
-    index seek per meter, made only for a meter's first day), or else the day's first value.
-    """
+) -> Select[int, date, Decimal]:
+    """Energy per meter and day (meter id, day, kWh) from the day spans; with `groups`, summed
+    per group and day (the group's index, day, kWh)."""
     spans = ReadingDay
-    kwh = spans.last_energy_kwh.type
-    in_range = (
-        select(
-            spans.meter_id,
-            spans.on_date,
-            spans.first_energy_kwh.label("first_kwh"),
-            spans.last_energy_kwh.label("last_kwh"),
-            func.lag(spans.last_energy_kwh)
-            .over(partition_by=spans.meter_id, order_by=spans.on_date)
-            .label("previous_kwh"),
-        )
-        .where(spans.meter_id.in_(meter_ids), spans.on_date >= start_on, spans.on_date <= end_on)
-        .subquery()
-    )
-    earlier = aliased(ReadingDay)
-    before = (
-        select(earlier.last_energy_kwh)
-        .where(earlier.meter_id == in_range.c.meter_id, earlier.on_date < start_on)
-        .order_by(earlier.on_date.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    energy = type_coerce(
-        in_range.c.last_kwh
-        - func.coalesce(in_range.c.previous_kwh, before, in_range.c.first_kwh),
-        kwh,
-    )
+    in_range: list[ColumnElement[bool]] = [spans.on_date >= start_on, spans.on_date <= end_on]
     if groups is None:
-        return select(in_range.c.meter_id, in_range.c.on_date, energy)
+        return select(spans.meter_id, spans.on_date, spans.energy_kwh).where(
+            spans.meter_id.in_(meter_ids), *in_range
+        )
     group: ColumnElement[int] = case(
         *[
-            (in_range.c.meter_id.in_(ids), literal_column(str(index), Integer))
+            (spans.meter_id.in_(ids), literal_column(str(index), Integer))
             for index, ids in enumerate(groups)
         ]
     )
+    if len(meter_ids) <= SPAN_BY_METER:
+        in_range.append(spans.meter_id.in_(meter_ids))
     # Grouped outside the subquery: PostgreSQL would not see two renderings of the CASE (with
-    # their own bind parameters) as the same GROUP BY expression.
-    per_day = select(group.label("place"), in_range.c.on_date, energy.label("kwh")).subquery()
-    return select(
-        per_day.c.place, per_day.c.on_date, type_coerce(func.sum(per_day.c.kwh), kwh)
-    ).group_by(per_day.c.place, per_day.c.on_date)
+    # their own bind parameters) as the same GROUP BY expression. Meters in no group: NULL.
+    days = select(group.label("place"), spans.on_date, spans.energy_kwh).where(*in_range).subquery()
+    return (
+        select(days.c.place, days.c.on_date, type_coerce(func.sum(days.c.energy_kwh), Energy()))
+        .where(days.c.place.is_not(None))
+        .group_by(days.c.place, days.c.on_date)
+    )
 
 
 def _row(reading: MeterReading) -> dict[str, Any]:

@@ -447,12 +447,17 @@ class ReadingDay(Base):
     one row per meter and day instead of from every reading. See collector/tsdb_sql.py."""
 
     __tablename__ = "ts_day_spans"
+    # Site-wide reports read a range of days for every meter: the days' rows in one index range.
+    __table_args__ = (Index("ix_ts_day_spans_on_date", "on_date", "meter_id", "energy_kwh"),)
     meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     on_date: Mapped[date] = mapped_column(Date, primary_key=True)
     first_at: Mapped[datetime] = mapped_column(UTCDateTime())
     first_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
     last_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_energy_kwh: Mapped[Decimal] = mapped_column(Energy())
+    # The day's energy as reports count it: last value minus the last value of the meter's
+    # previous day with readings (or minus the day's first value when there is none).
+    energy_kwh: Mapped[Decimal] = mapped_column(Energy())
 
 
 class DailyReading(Base):

@@ -1,13 +1,11 @@
 """Each meter's first and last reading per site-local day (ts_day_spans), for energy reports.
 
-Filled from what is stored already: archived days from ts_daily, then the hot readings.
+Filled from what is stored by revision 0010, which also adds each day's energy.
 
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-26
 """
-
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,10 +26,6 @@ def upgrade() -> None:
     sa.Column('last_energy_kwh', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('meter_id', 'on_date', name=op.f('pk_ts_day_spans'))
     )
-    from collector.tsdb_sql import rebuild_day_spans
-    from voltpay.settings import get_settings
-
-    rebuild_day_spans(op.get_bind(), ZoneInfo(get_settings().site_tz))
 
 
 def downgrade() -> None:
