@@ -15,6 +15,9 @@
   simulated gateways, in its real process layout (simulators, collector, influxd, PostgreSQL):
   one collection cycle from its slot's start to its last billed reading; its read path against
   a bare pymodbus loop; its peak memory. See voltpay/bench_collector.py.
+- page_render_s.<page>, page_render_max_s: every dashboard page's first render for an
+  administrator at 10,000 meters with a year of readings and ledger, on PostgreSQL, and the
+  slowest of them. See voltpay/bench_pages.py.
 
 PostgreSQL: the server at VOLTPAY_BENCH_PG_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), where the benchmark creates a temporary
@@ -66,6 +69,8 @@ from schema.models import (
     Unit,
 )
 from voltpay.bench_collector import bench_collector, print_figures
+from voltpay.bench_pages import bench_pages
+from voltpay.bench_pages import print_figures as print_page_figures
 
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 POLICY = BillingPolicy()
@@ -339,7 +344,9 @@ def main() -> None:
                   flush=True)
         with pg_database() as url:
             print_figures(bench_collector(url))
-    except (NoPostgres, RuntimeError) as exc:  # RuntimeError: influxd or a child process
+        with pg_database() as url:
+            print_page_figures(bench_pages(url))
+    except (NoPostgres, RuntimeError) as exc:  # influxd, a child process or a page that failed
         print(f"bench: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 
