@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from billing import control, ledger
+from billing import alarms, control, ledger
 from billing.money import to_charge
 from billing.policy import BillingPolicy
 from billing.pricing import Schedules
@@ -125,6 +125,7 @@ class _Batch:
     entries: list[dict[str, object]] = field(default_factory=list)
     daily: dict[tuple[int, date, str], list[Decimal]] = field(default_factory=dict)
     band_sources: dict[int, str] = field(default_factory=dict)  # meter id → how it is now billed
+    tariff_alarms: set[int] = field(default_factory=set)  # meters with an open tariff_error
 
     def add_daily(self, meter_id: int, segments: list[Segment]) -> None:
         for segment in segments:
@@ -218,6 +219,11 @@ def _charge_readings(
         )
     }
     batch = _Batch(policy.tz, now, dict(balances_before))
+    batch.tariff_alarms.update(
+        session.scalars(
+            select(Alarm.meter_id).where(Alarm.kind == "tariff_error", Alarm.cleared_at.is_(None))
+        )
+    )
     # The alarm amounts on every meter of these accounts (the thresholds need all of them, not
     # only the batch's), read once now: attachments do not change while the batch is charged.
     alarm_amounts = control.alarm_amounts_of_accounts(session, accounts)
@@ -370,18 +376,24 @@ def _charge_one(
         except TariffError as exc:
             # Nothing moves: the billed position stays, so the interval is charged once the
             # tariff is mended.
-            _raise_alarm(
-                session,
-                "tariff_error",
-                meter,
-                account,
-                reading.at,
-                str(exc),
-                "This meter's readings cannot be priced; they will be charged as soon "
-                "as its tariff covers them.",
-                unless_open=True,
-            )
+            if meter.id not in batch.tariff_alarms:
+                batch.tariff_alarms.add(meter.id)
+                _raise_alarm(
+                    session,
+                    "tariff_error",
+                    meter,
+                    account,
+                    reading.at,
+                    str(exc),
+                    "This meter's readings cannot be priced; they will be charged as soon "
+                    "as its tariff covers them.",
+                )
             return None
+        if meter.id in batch.tariff_alarms:  # priced again: the tariff was mended
+            batch.tariff_alarms.discard(meter.id)
+            alarms.clear(
+                session, "tariff_error", subject="meter_id", subject_id=meter.id, at=reading.at
+            )
         band_source = "registers" if band_delta is not None else "time"
         if meter.band_source != band_source:
             meter.band_source = batch.band_sources[meter.id] = band_source
@@ -400,7 +412,6 @@ def _charge_one(
             f"{previous:.2f} → {reading.energy_kwh:.2f} kWh",
             "The meter's energy went backwards (replaced or reset): nothing was "
             "charged and billing continues from the new reading.",
-            unless_open=False,
         )
         return None
     if account is None:
@@ -437,16 +448,7 @@ def _raise_alarm(
     at: datetime,
     value: str,
     detail: str,
-    *,
-    unless_open: bool,
 ) -> None:
-    """An alarm for the meter; with `unless_open`, not while one of the same kind is open."""
-    if unless_open and session.scalar(
-        select(Alarm.id).where(
-            Alarm.kind == kind, Alarm.meter_id == meter.id, Alarm.cleared_at.is_(None)
-        )
-    ):
-        return
     session.add(
         Alarm(
             kind=kind,

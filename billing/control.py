@@ -12,7 +12,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import audit, operators
+from billing import alarms, audit, operators
 from billing.errors import BillingError, NotFound
 from billing.policy import BillingPolicy
 from schema import bulk
@@ -260,12 +260,14 @@ def after_balance_changes(
     changes = list(changes)
     if alarm_amounts is None:
         alarm_amounts = alarm_amounts_of_accounts(session, [account.id for account, _ in changes])
+    levels_before = [(account, account.alarm_level) for account, _ in changes]
     for account, _ in changes:
         level = alarm_level(
             account.balance, *_thresholds(account, policy, alarm_amounts.get(account.id, []))
         )
         if account.alarm_level != level:  # an unchanged object costs the next flush nothing
             account.alarm_level = level
+    alarms.balance_levels(session, levels_before, at=now)
     acting = [
         account
         for account, before in changes

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, aliased
 
 from billing import audit, operators
+from billing.alarms import CLEARED_BY_ACKNOWLEDGING
 from billing.errors import BillingError, NotFound
 from billing.views import COST_WINDOW
 from schema.models import (
@@ -265,6 +266,7 @@ class AlarmRow:
     alarm_id: int
     kind: str
     meter: str | None
+    gateway: str | None
     unit: str | None
     account: str | None
     tenant: str | None
@@ -281,10 +283,11 @@ def _alarm_rows(session: Session, *conditions: ColumnElement[bool]) -> list[Alar
     acknowledger = aliased(Operator)
     rows = session.execute(
         select(
-            Alarm, Meter.serial, Unit.number, Account.number, Account.tenant_name,
+            Alarm, Meter.serial, Gateway.name, Unit.number, Account.number, Account.tenant_name,
             acknowledger.username,
         )
         .outerjoin(Meter, Meter.id == Alarm.meter_id)
+        .outerjoin(Gateway, Gateway.id == Alarm.gateway_id)
         .outerjoin(Unit, Unit.id == Meter.unit_id)
         .outerjoin(Account, Account.id == Alarm.account_id)
         .outerjoin(acknowledger, acknowledger.id == Alarm.acknowledged_by)
@@ -293,12 +296,13 @@ def _alarm_rows(session: Session, *conditions: ColumnElement[bool]) -> list[Alar
     ).all()
     return [
         AlarmRow(
-            alarm_id=alarm.id, kind=alarm.kind, meter=meter, unit=unit, account=account,
+            alarm_id=alarm.id, kind=alarm.kind, meter=meter, gateway=gateway, unit=unit,
+            account=account,
             tenant=tenant, raised_at=alarm.raised_at, value=alarm.value, detail=alarm.detail,
             acknowledged_at=alarm.acknowledged_at, acknowledged_by=username,
             ack_note=alarm.ack_note, cleared_at=alarm.cleared_at,
         )
-        for alarm, meter, unit, account, tenant, username in rows
+        for alarm, meter, gateway, unit, account, tenant, username in rows
     ]
 
 
@@ -372,6 +376,8 @@ def acknowledge_alarms(
         alarm.acknowledged_at = now
         alarm.acknowledged_by = operator.id
         alarm.ack_note = note
+        if alarm.kind in CLEARED_BY_ACKNOWLEDGING and alarm.cleared_at is None:
+            alarm.cleared_at = now
         audit.record(
             session, at=now, operator=operator, action="alarm.acknowledge",
             target=f"alarm {alarm.id}", kind=alarm.kind, meter_id=alarm.meter_id, note=note,

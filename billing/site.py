@@ -618,6 +618,11 @@ def delete_gateway(
             f"Gateway {gateway.name} still has {meters} meter(s) on its bus: move them to another "
             "gateway or delete them first"
         )
+    if session.scalar(select(exists().where(Alarm.gateway_id == gateway.id))):
+        raise BillingError(
+            f"Gateway {gateway.name} has alarm history and cannot be deleted: the alarm records "
+            "need it. Disable it instead"
+        )
     session.delete(gateway)
     _flush(session)
     audit.record(session, at=now, operator=operator, action="gateway.delete", target=gateway.name)

@@ -30,6 +30,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from billing import alarms
 from billing.charging import charge_readings
 from billing.policy import BillingPolicy
 from collector.archive import archive_readings
@@ -39,7 +40,7 @@ from collector.readings import MeterReading, ReadingStore, StoreUnavailable
 from collector.spool import SpoolingStore
 from schema import measurements as m
 from schema.db import unit_of_work
-from schema.models import Command, Floor, Gateway, Meter, Unit
+from schema.models import Alarm, Command, Floor, Gateway, Meter, Unit
 
 log = logging.getLogger(__name__)
 RETRY_COMMAND_AFTER_S = 2.0
@@ -241,6 +242,7 @@ class Collector:
         self._meters: dict[int, MeterTarget] = {}
         self._in_flight: set[int] = set()
         self._not_before: dict[int, float] = {}
+        self.overload = alarms.OverloadWatch(policy.overload_sustain)
 
     async def run(self) -> None:
         """Collect until cancelled."""
@@ -289,6 +291,17 @@ class Collector:
         now = self.clock()
         with unit_of_work(self.database_url) as session:
             record_contact(session, batch)
+            alarms.contact(session, at=now)
+            thresholds = {
+                meter_id: kw
+                for meter_id, kw in session.execute(
+                    select(Meter.id, Meter.overload_kw).where(Meter.overload_kw.is_not(None))
+                )
+                if kw is not None
+            }
+            self.overload.check(
+                session, batch.readings, thresholds=thresholds, default_kw=self.policy.overload_kw
+            )
             charge_readings(session, batch.readings, policy=self.policy, now=now)
 
     async def _maintenance_loop(self) -> None:
@@ -436,6 +449,7 @@ class Collector:
             command.result = reason
             if expired:
                 command.completed_at = self.clock()
+                _command_failed(session, command)
         self._not_before[job.command_id] = time.monotonic() + RETRY_COMMAND_AFTER_S
 
     def _finish(
@@ -446,10 +460,20 @@ class Collector:
             command.state = state
             command.result = result
             command.completed_at = self.clock()
+            if state in ("failed", "expired"):
+                _command_failed(session, command)
             if reading is not None and reading.relay_closed is not None:
                 meter = session.get_one(Meter, job.meter_id)
                 meter.relay = "closed" if reading.relay_closed else "open"
         self._not_before.pop(job.command_id, None)
+
+
+def _command_failed(session: Session, command: Command) -> None:
+    """A command that ended without being confirmed: an alarm the operator acknowledges."""
+    session.add(
+        Alarm(kind="command_failed", meter_id=command.meter_id, raised_at=command.completed_at,
+              value=f"{command.kind} #{command.id}", detail=command.result)
+    )
 
 
 async def read_values(client: GatewayClient, meter: MeterTarget) -> dict[str, Decimal]:

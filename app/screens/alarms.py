@@ -33,7 +33,7 @@ HISTORY_DAYS = 30
 TIME_FORMAT = "YYYY-MM-DD HH:mm:ss"
 # The kinds of alarm known today; any other kind a newer collector raises shows as it is named.
 KINDS = ("energy_backwards", "tariff_error", "alarm1", "alarm2", "arrears", "overload",
-         "lost_contact")
+         "lost_contact", "command_failed")
 FLASH = "alarms_flash"  # what the last acknowledgement did, shown once
 
 # Streamlit executes this file afresh on every run of the page: register the strings once.
@@ -51,6 +51,8 @@ if "alarms.nav" not in STRINGS["en"]:
             "alarms.kind.arrears": "Arrears",
             "alarms.kind.overload": "Overload",
             "alarms.kind.lost_contact": "Lost contact",
+            "alarms.kind.command_failed": "Command failed",
+            "alarms.col.gateway": "Gateway",
             "alarms.open_caption": "{count} open alarm(s), newest first. Refreshes every "
             "{seconds} s; updated {time}.",
             "alarms.none_open": "No open alarms — nothing needs attention. Alarms appear here "
@@ -97,6 +99,8 @@ if "alarms.nav" not in STRINGS["en"]:
             "alarms.kind.arrears": "欠费",
             "alarms.kind.overload": "过载",
             "alarms.kind.lost_contact": "失联",
+            "alarms.kind.command_failed": "命令失败",
+            "alarms.col.gateway": "通讯管理机",
             "alarms.open_caption": "{count} 条未消除的告警，最新的在前。每 {seconds} 秒刷新；"
             "更新于 {time}。",
             "alarms.none_open": "没有未消除的告警，无需处理。采集服务产生告警后会立即显示在这里；"
@@ -163,6 +167,7 @@ def _headers(tz: ZoneInfo) -> dict[str, str]:
         "id": t("alarms.col.id"),
         "kind": t("alarms.col.kind"),
         "meter": t("col.meter"),
+        "gateway": t("alarms.col.gateway"),
         "unit": t("col.unit"),
         "account": t("col.account"),
         "tenant": t("col.tenant"),
@@ -182,6 +187,7 @@ def _records(rows: Sequence[AlarmRow], tz: ZoneInfo) -> list[dict[str, Any]]:
             "id": row.alarm_id,
             "kind": kind_label(row.kind),
             "meter": row.meter,
+            "gateway": row.gateway,
             "unit": row.unit,
             "account": row.account,
             "tenant": row.tenant,
@@ -282,7 +288,7 @@ def _acknowledge_form(may_control: bool) -> None:
     tz = settings.tz
     labels = {
         row.alarm_id: t("alarms.ack_label", id=row.alarm_id, kind=kind_label(row.kind),
-                        meter=row.meter or "-",
+                        meter=row.meter or row.gateway or "-",
                         raised=row.raised_at.astimezone(tz).strftime("%m-%d %H:%M"))
         for row in waiting
     }

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from billing import dispatch
+from billing import dispatch, monitoring
 from collector.service import Collector
 from collector.simulator import Fault, GatewaySimulator, SimulatedMeter
 from collector.tsdb_sql import SqlReadingStore
 from schema.db import unit_of_work
-from schema.models import Command, Gateway, Meter, Operator
+from schema.models import Alarm, Command, Gateway, Meter, Operator
 from tests.factories import POLICY, make_site, open_account
 
 
@@ -53,6 +53,11 @@ def states(url: str) -> list[tuple[str, str, str]]:
     with unit_of_work(url) as s:
         rows = s.scalars(select(Command).order_by(Command.id))
         return [(c.kind, c.state, c.result) for c in rows]
+
+
+def open_alarms(url: str) -> list[tuple[str, str | None]]:
+    with unit_of_work(url) as s:
+        return [(row.kind, row.meter or row.gateway) for row in monitoring.open_alarms(s)]
 
 
 def send(url: str, kind: str, meter_ids: list[int]) -> dispatch.BatchResult:
@@ -219,6 +224,10 @@ def test_a_command_for_a_metering_only_meter_fails_with_the_reason(sqlite_url: s
                 await eventually(lambda: states(sqlite_url)[0][1] == "failed", "it fails")
             assert states(sqlite_url) == [
                 ("trip", "failed", "Acrel DTSD1352 has no 'trip' control")]
+            with unit_of_work(sqlite_url) as s:
+                (alarm,) = s.scalars(select(Alarm)).all()
+                assert (alarm.kind, alarm.meter_id, alarm.detail, alarm.cleared_at) == (
+                    "command_failed", meter_id, "Acrel DTSD1352 has no 'trip' control", None)
         finally:
             await sim.stop()
 
@@ -242,12 +251,16 @@ def test_a_command_waits_for_a_gateway_that_went_away(sqlite_url: str) -> None:
                         return s.scalars(select(Gateway)).one().lost_since is not None
 
                 await eventually(gateway_lost, "the gateway is marked lost")
+                await eventually(lambda: open_alarms(sqlite_url) == [("lost_contact", "GW-01")],
+                                 "a lost-contact alarm names the gateway")
                 send(sqlite_url, "trip", [meter_id])
                 await asyncio.sleep(0.5)
                 assert states(sqlite_url)[0][1] == "queued", "it waits for the gateway"
                 await sim.come_back()
                 await eventually(lambda: states(sqlite_url)[0][1] == "confirmed",
                                  "it runs once the gateway is back")
+                await eventually(lambda: open_alarms(sqlite_url) == [],
+                                 "the alarm clears once the gateway answers")
             assert not sim.meter(1).relay_closed
         finally:
             await sim.stop()

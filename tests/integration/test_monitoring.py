@@ -288,11 +288,11 @@ class TestAlarms:
     ) -> None:
         with unit_of_work(db_url) as s:
             admin = s.scalars(select(Operator).where(Operator.username == "admin")).one()
-            monitoring.acknowledge_alarms(s, [alarms["backwards"]], operator=admin,
+            monitoring.acknowledge_alarms(s, [alarms["tariff"]], operator=admin,
                                           note="  Meter replaced by the electrician  ", now=NOW)
 
         with unit_of_work(db_url) as s:
-            row = next(r for r in monitoring.open_alarms(s) if r.alarm_id == alarms["backwards"])
+            row = next(r for r in monitoring.open_alarms(s) if r.alarm_id == alarms["tariff"])
             audit = s.scalars(
                 select(AuditEntry).where(AuditEntry.action == "alarm.acknowledge")
             ).one()
@@ -300,7 +300,7 @@ class TestAlarms:
             NOW, "admin", "Meter replaced by the electrician")
         assert row.cleared_at is None  # still open until its cause goes away
         assert (audit.actor, audit.target, audit.detail["note"]) == (
-            "admin", f"alarm {alarms['backwards']}", "Meter replaced by the electrician")
+            "admin", f"alarm {alarms['tariff']}", "Meter replaced by the electrician")
 
     def test_a_viewer_cannot_acknowledge(self, db_url: str, alarms: dict[str, int]) -> None:
         with unit_of_work(db_url) as s:

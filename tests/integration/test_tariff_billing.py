@@ -190,6 +190,8 @@ def test_readings_no_tariff_version_covers_wait_with_an_alarm(db_url: str) -> No
                                          Decimal(190))], policy=POLICY, now=before)
         # the whole 90 kWh since the last billed reading, at the default 1.20
         assert s.get_one(Account, account_id).balance == balance - Decimal("108.00")
+        (alarm,) = s.scalars(select(Alarm)).all()
+        assert alarm.cleared_at == before + timedelta(minutes=90)  # priced again: cleared
 
 
 def test_a_holiday_in_the_calendar_uses_the_holiday_plan(db_url: str) -> None:
