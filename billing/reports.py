@@ -278,12 +278,12 @@ def _ledger_share(session: Session, start_at: datetime, end_at: datetime) -> flo
 
 def _effective_at(indexed: bool) -> ColumnElement[datetime]:
     """LedgerEntry.effective_at for a WHERE clause, as a bare column the database may look up
-    in the (account, kind, effective_at) index, or as an expression it cannot.
+    in an index (effective_at, or SQLite's skip-scan of (account, kind, effective_at)), or as
+    an expression it cannot.
 
-    Only an index without effective_at first exists, and SQLite then skip-scans it: one seek
-    per account and kind and one table lookup per entry — much faster for a day, several times
-    slower than reading the table through once for a year. Its statistics cannot tell the two
-    apart, so the caller decides from _ledger_share.
+    Through an index each entry costs a table lookup: much faster for a day, several times
+    slower than reading the table through once for a year. SQLite's statistics cannot tell the
+    two apart, so the caller decides from _ledger_share.
     """
     column = LedgerEntry.effective_at
     if indexed:
@@ -786,16 +786,24 @@ def sales_report(
     bounds = [local_midnight(d, tz) for d in [*starts, end_on + timedelta(days=1)]]
     original = aliased(LedgerEntry)
     in_period = _effective_at(_ledger_share(session, bounds[0], bounds[-1]) < INDEX_SHARE)
+    # A reversal goes back over the counter the way the sale or refund it undoes came. Looked
+    # up only for entries that reference one: a join made PostgreSQL hash the whole ledger.
+    reversed_method = (
+        select(original.payment_method)
+        .where(original.id == LedgerEntry.reference_id)
+        .scalar_subquery()
+    )
     entries = (
         select(
             LedgerEntry.kind,
-            # A reversal goes back over the counter the way the sale or refund it undoes came.
-            func.coalesce(LedgerEntry.payment_method, original.payment_method).label("method"),
+            case(
+                (LedgerEntry.reference_id.is_(None), LedgerEntry.payment_method),
+                else_=func.coalesce(LedgerEntry.payment_method, reversed_method),
+            ).label("method"),
             LedgerEntry.operator_id,
             _bucket(LedgerEntry.effective_at, bounds).label("line"),
             LedgerEntry.amount,
         )
-        .outerjoin(original, original.id == LedgerEntry.reference_id)
         .where(in_period >= bounds[0], in_period < bounds[-1])
         .subquery()
     )

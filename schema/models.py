@@ -189,8 +189,11 @@ class LedgerEntry(Base):
             "kind IN ('charge', 'sale', 'refund', 'reversal', 'transfer')", name="entry_kind"
         ),
         Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+        # An account's charges over a few days (days left) without visiting the table rows.
         Index("ix_ledger_entries_account_id_kind_effective_at", "account_id", "kind",
-              "effective_at"),
+              "effective_at", postgresql_include=["amount"]),
+        # The site's entries of a day (the daily sales report, short ranges of charges).
+        Index("ix_ledger_entries_effective_at", "effective_at"),
         # A sale or refund is reversed at most once.
         Index(
             "uq_ledger_entries_one_reversal",
