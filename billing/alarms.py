@@ -29,6 +29,8 @@ from typing import Literal, Protocol
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from billing import notices
+from billing.policy import BillingPolicy
 from schema import bulk
 from schema.models import Account, Alarm, Gateway, Meter
 
@@ -106,11 +108,12 @@ def balance_levels(
     return raised
 
 
-def contact(session: Session, *, at: datetime) -> None:
+def contact(session: Session, *, at: datetime, policy: BillingPolicy) -> None:
     """lost_contact alarms in step with the meters and gateways the collector marks lost and
     found: raised for each newly lost, cleared for each found again. A meter behind a lost
     gateway has no alarm of its own: the gateway's says it all (one alarm, not thirty-three).
-    A few set-based statements, whatever the size of the site."""
+    Operators are told of a lost gateway. A few set-based statements, whatever the size of
+    the site."""
     is_open = and_(Alarm.kind == "lost_contact", Alarm.cleared_at.is_(None))
     gateway_lost = exists().where(Gateway.id == Meter.gateway_id, Gateway.lost_since.is_not(None))
     for model, column, alarmed, ended in (
@@ -129,11 +132,26 @@ def contact(session: Session, *, at: datetime) -> None:
             for row_id, since in newly_lost
         )
         session.flush()
-        session.execute(
+        found = session.scalars(
             update(Alarm)
             .where(is_open, column.in_(select(model.id).where(ended)))
             .values(cleared_at=at)
-        )
+            .returning(column)
+        ).all()
+        if model is Gateway:
+            lost_ids = [gateway_id for gateway_id, _ in newly_lost]
+            names = {
+                gateway_id: name
+                for gateway_id, name in session.execute(
+                    select(Gateway.id, Gateway.name).where(Gateway.id.in_(lost_ids))
+                )
+            }
+            for gateway_id, since in newly_lost:
+                notices.gateway_lost(session, gateway_id, names[gateway_id], since or at,
+                                     policy=policy, now=at)
+            for found_id in found:
+                if found_id is not None:
+                    notices.gateway_found(session, found_id, now=at)
 
 
 class PowerReading(Protocol):

@@ -12,7 +12,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing import alarms, audit, operators
+from billing import alarms, audit, notices, operators
 from billing.errors import BillingError, NotFound
 from billing.policy import BillingPolicy
 from schema import bulk
@@ -273,21 +273,30 @@ def after_balance_changes(
         for account, before in changes
         if account.status == "open" and (account.balance <= 0 or before <= 0)
     ]
-    if not acting:
-        return []
-    meters = meters_of_accounts(session, [account.id for account in acting])
-    pending = pending_kinds(session, [m.id for held in meters.values() for m in held])
     commands: list[Command] = []
-    for account in acting:
-        own = meters.get(account.id, [])
-        if account.balance <= 0:
-            commands += trip_for_arrears(
-                session, account, now=now, ttl=policy.command_ttl, meters=own, pending=pending
-            )
-        else:
-            commands += close_after_recharge(
-                session, account, now=now, operator=operator, ttl=policy.command_ttl,
-                meters=own, pending=pending,
+    tripped: set[int] = set()
+    if acting:
+        meters = meters_of_accounts(session, [account.id for account in acting])
+        pending = pending_kinds(session, [m.id for held in meters.values() for m in held])
+        for account in acting:
+            own = meters.get(account.id, [])
+            if account.balance <= 0:
+                trips = trip_for_arrears(
+                    session, account, now=now, ttl=policy.command_ttl, meters=own,
+                    pending=pending,
+                )
+                commands += trips
+                if trips:
+                    tripped.add(account.id)
+            else:
+                commands += close_after_recharge(
+                    session, account, now=now, operator=operator, ttl=policy.command_ttl,
+                    meters=own, pending=pending,
+                )
+    for account, before in levels_before:
+        if account.alarm_level != before:
+            notices.balance_level(
+                session, account, tripped=account.id in tripped, policy=policy, now=now
             )
     return commands
 

@@ -135,14 +135,19 @@ def current(session: Session, base: SiteParameters) -> SiteParameters:
 
 def effective_policy(session: Session, base: BillingPolicy) -> BillingPolicy:
     """`base` (from the settings) with the saved overload threshold, alarm amounts, hoarding
-    limit and sale maximum applied."""
+    limit and sale maximum applied; a saved alarm SMS number takes the place of the phone
+    from the settings among the operator alert recipients."""
     saved = stored(session)
-    return replace(base, **{
+    policy = replace(base, **{
         key: saved[key]
         for key in ("overload_kw", "alarm1_amount", "alarm2_amount", "hoarding_limit",
                     "max_sale_amount")
         if key in saved
     })
+    if saved.get("alarm_sms_number"):
+        emails = tuple(r for r in base.alert_recipients if "@" in r)
+        policy = replace(policy, alert_recipients=(str(saved["alarm_sms_number"]), *emails))
+    return policy
 
 
 def save(

@@ -20,3 +20,7 @@ class BillingPolicy:
     overload_kw: Decimal = Decimal("30.00")  # default power threshold dispatched to meters
     overload_sustain: timedelta = timedelta(minutes=5)  # over the threshold this long: alarm
     command_ttl: timedelta = timedelta(minutes=10)
+    currency: str = "CNY"
+    # Operator alerts (gateway lost, command failed): phone numbers and email addresses.
+    alert_recipients: tuple[str, ...] = ()
+    alert_language: str = "zh"

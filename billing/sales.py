@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing import audit, control, ledger, operators
+from billing import audit, control, ledger, notices, operators
 from billing.errors import BillingError, NotFound
 from billing.money import parse_amount
 from billing.policy import BillingPolicy
@@ -131,11 +131,14 @@ def sell(
             f"This sale would take the balance over the hoarding limit of "
             f"{policy.hoarding_limit}; at most {room} can be sold now"
         )
-    return _post_money(
+    result = _post_money(
         session, account, kind="sale", amount=value, key=key, operator=operator, now=now,
         policy=policy, audit_detail={"payment_method": payment_method},
         payment_method=payment_method,
     )
+    if not result.repeated:
+        notices.recharge(session, account, result.entry, policy=policy, now=now)
+    return result
 
 
 def refund(

@@ -30,7 +30,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from billing import alarms
+from billing import alarms, notices
 from billing.charging import charge_readings
 from billing.policy import BillingPolicy
 from collector.archive import archive_readings
@@ -291,7 +291,7 @@ class Collector:
         now = self.clock()
         with unit_of_work(self.database_url) as session:
             record_contact(session, batch)
-            alarms.contact(session, at=now)
+            alarms.contact(session, at=now, policy=self.policy)
             thresholds = {
                 meter_id: kw
                 for meter_id, kw in session.execute(
@@ -449,7 +449,7 @@ class Collector:
             command.result = reason
             if expired:
                 command.completed_at = self.clock()
-                _command_failed(session, command)
+                _command_failed(session, command, self.policy)
         self._not_before[job.command_id] = time.monotonic() + RETRY_COMMAND_AFTER_S
 
     def _finish(
@@ -461,18 +461,24 @@ class Collector:
             command.result = result
             command.completed_at = self.clock()
             if state in ("failed", "expired"):
-                _command_failed(session, command)
+                _command_failed(session, command, self.policy)
             if reading is not None and reading.relay_closed is not None:
                 meter = session.get_one(Meter, job.meter_id)
                 meter.relay = "closed" if reading.relay_closed else "open"
         self._not_before.pop(job.command_id, None)
 
 
-def _command_failed(session: Session, command: Command) -> None:
-    """A command that ended without being confirmed: an alarm the operator acknowledges."""
+def _command_failed(session: Session, command: Command, policy: BillingPolicy) -> None:
+    """A command that ended without being confirmed: an alarm the operator acknowledges, and
+    the operators are told."""
+    assert command.completed_at is not None
     session.add(
         Alarm(kind="command_failed", meter_id=command.meter_id, raised_at=command.completed_at,
               value=f"{command.kind} #{command.id}", detail=command.result)
+    )
+    notices.command_failed(
+        session, command.id, session.get_one(Meter, command.meter_id).serial, command.kind,
+        command.result, policy=policy, now=command.completed_at,
     )
 
 

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
             overload_kw=self.overload_kw,
             overload_sustain=timedelta(seconds=self.overload_sustain_s),
             command_ttl=timedelta(seconds=self.command_ttl_s),
+            currency=self.currency,
+            alert_recipients=tuple(
+                r for r in (self.notify_alarm_phone, self.notify_alarm_email) if r.strip()
+            ),
+            alert_language=self.notify_operator_language,
         )
 
 

@@ -115,7 +115,7 @@ def test_lost_meters_and_gateways_raise_once_and_clear_when_found(db_url: str) -
         s.get_one(Gateway, gateway_id).lost_since = T0
     for minutes in (0, 30):  # a second cycle while still lost raises nothing more
         with unit_of_work(db_url) as s:
-            alarms.contact(s, at=T0 + timedelta(minutes=90 + minutes))
+            alarms.contact(s, at=T0 + timedelta(minutes=90 + minutes), policy=POLICY)
     with unit_of_work(db_url) as s:
         rows = sorted(monitoring.open_alarms(s), key=lambda r: r.alarm_id)
         assert [(r.kind, r.meter, r.gateway) for r in rows] == [
@@ -124,14 +124,14 @@ def test_lost_meters_and_gateways_raise_once_and_clear_when_found(db_url: str) -
         ]
         s.get_one(Gateway, gateway_id).lost_since = None  # the gateway answers again
     with unit_of_work(db_url) as s:
-        alarms.contact(s, at=T0 + timedelta(hours=3))
+        alarms.contact(s, at=T0 + timedelta(hours=3), policy=POLICY)
         rows = sorted(monitoring.open_alarms(s), key=lambda r: r.alarm_id)
         assert [(r.meter, r.gateway, r.cleared_at) for r in rows] == [
             (None, "GW-02", None), ("M00001", None, None),
         ]
         s.get_one(Meter, meter_id).lost_since = None
     with unit_of_work(db_url) as s:
-        alarms.contact(s, at=T0 + timedelta(hours=4))
+        alarms.contact(s, at=T0 + timedelta(hours=4), policy=POLICY)
         assert [r.gateway for r in monitoring.open_alarms(s)] == ["GW-02"]
         with pytest.raises(BillingError, match="alarm history"):
             site.delete_gateway(s, spare.id, operator=s.get_one(Operator, made.admin.id),
