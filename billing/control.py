@@ -293,11 +293,13 @@ def after_balance_changes(
                     session, account, now=now, operator=operator, ttl=policy.command_ttl,
                     meters=own, pending=pending,
                 )
-    for account, before in levels_before:
-        if account.alarm_level != before:
-            notices.balance_level(
-                session, account, tripped=account.id in tripped, policy=policy, now=now
-            )
+    notices.balance_levels(
+        session,
+        [(account, before) for account, before in levels_before if account.alarm_level != before],
+        tripped=tripped,
+        policy=policy,
+        now=now,
+    )
     return commands
 
 

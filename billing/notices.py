@@ -10,6 +10,7 @@ lost, a command failed.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -22,18 +23,42 @@ from schema.models import Account, LedgerEntry
 URGENT_LEVELS = ("arrears",)  # quiet hours hold back the other levels, never arrears
 
 
-def balance_level(
+RANK = {"normal": 0, **{level: rank for rank, level in enumerate(outbox.LEVELS, start=1)}}
+
+
+def balance_levels(
     session: Session,
-    account: Account,
+    changes: Sequence[tuple[Account, str]],
     *,
-    tripped: bool,
+    tripped: Collection[int],
     policy: BillingPolicy,
     now: datetime,
 ) -> None:
-    """The account's alarm level just changed: free the keys of the levels it left upwards,
-    and tell the tenant of the level it is at (unless told already)."""
+    """Accounts whose alarm level just changed, with the level before (`tripped`: accounts
+    whose meters were just tripped). Those that rose free the keys of the levels they left, in
+    one statement for the batch; each tenant is told of the level the account is at, unless
+    told already."""
+    risen = [
+        outbox.level_key(account.id, level)
+        for account, before in changes
+        if RANK[account.alarm_level] < RANK[before]
+        for level in outbox.LEVELS[RANK[account.alarm_level]:]
+    ]
+    risen += [
+        outbox.trip_key(account.id)
+        for account, before in changes
+        if before == "arrears" and account.alarm_level != "arrears"
+    ]
+    if risen:
+        outbox.clear(session, dedupe_keys=risen, now=now)
+    for account, _ in changes:
+        _tell_level(session, account, tripped=account.id in tripped, policy=policy, now=now)
+
+
+def _tell_level(
+    session: Session, account: Account, *, tripped: bool, policy: BillingPolicy, now: datetime
+) -> None:
     level = account.alarm_level
-    outbox.clear_levels_above(session, account_id=account.id, level=level, now=now)
     if level not in outbox.LEVELS or not account.phone.strip():
         return
     if level == "arrears" and tripped:
