@@ -8,7 +8,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -38,8 +39,9 @@ async def eventually(condition: Callable[[], Awaitable[bool] | bool], what: str,
 @asynccontextmanager
 async def collecting(url: str, **options: Any) -> AsyncIterator[Collector]:
     store = SqlReadingStore(url)
-    collector = Collector(url, store, policy=POLICY, command_poll_s=0.05,
-                          **{"interval_s": 0.2, **options})
+    collector = Collector(url, store,
+                          **{"policy": POLICY, "command_poll_s": 0.05, "interval_s": 0.2,
+                             **options})
     task = asyncio.create_task(collector.run())
     try:
         yield collector
@@ -205,6 +207,29 @@ def test_every_meter_family_is_read_over_both_gateway_kinds(sqlite_url: str,
                     assert meter.last_energy_kwh > Decimal(100 * address), meter.profile
                     assert meter.lost_since is None
                 assert s.get_one(Meter, ids[2]).relay == "unknown"  # metering only: no relay
+        finally:
+            await sim.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_meter_drawing_more_than_its_threshold_raises_an_overload_alarm(
+    sqlite_url: str,
+) -> None:
+    """Meter 1 may draw 0.5 kW (its own threshold) and draws more; meter 2 is under the
+    site's default of 30 kW. With no sustain time, the first reading over it raises; the
+    alarm stays one while the overload lasts."""
+    async def scenario() -> None:
+        sim = GatewaySimulator([1, 2], speed=60)
+        await sim.start()
+        with unit_of_work(sqlite_url) as s:
+            site = make_site(s, meters=2, port=sim.port)
+            site.meters[0].overload_kw = Decimal("0.5")
+        try:
+            policy = replace(POLICY, overload_sustain=timedelta(0))
+            async with collecting(sqlite_url, policy=policy) as collector:
+                await eventually(lambda: collector.cycles >= 4, "four cycles")
+            assert open_alarms(sqlite_url) == [("overload", "M00001")]
         finally:
             await sim.stop()
 
