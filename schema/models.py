@@ -548,3 +548,62 @@ class DeliveryAttempt(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     # The provider's reference on success (message references, HTTP reply), or the error.
     reply: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- Online payments (payments/): orders toward a payment provider and what it told us ---------
+
+
+class PaymentOrder(Base):
+    """One online recharge: our order number is the idempotency key toward the provider.
+
+    created → paid (credited) | closed (never paid) | failed (paid at the provider but the sale
+    was refused, e.g. the account was closed meanwhile: money to give back); paid or failed →
+    refunded. Amounts are whole cents (the provider's yuan with 2 decimals).
+    """
+
+    __tablename__ = "payment_orders"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('created', 'paid', 'closed', 'failed', 'refunded')", name="order_state"
+        ),
+        CheckConstraint("amount > 0 AND amount % 100 = 0", name="amount_cents"),
+        UniqueConstraint("provider", "trade_no"),
+        Index("ix_payment_orders_state_created_at", "state", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    provider: Mapped[str] = mapped_column(String(16))
+    # The provider's own number for the payment, known once it is paid (or queried).
+    trade_no: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    state: Mapped[str] = mapped_column(String(12), default="created")
+    # What the tenant opens, or scans as a QR code, to pay.
+    pay_url: Mapped[str] = mapped_column(Text, default="")
+    ledger_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_entries.id"), nullable=True
+    )
+    # Why an order is failed or closed, in words an operator understands.
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PaymentNotification(Base):
+    """Every asynchronous notification a provider posted, kept as received, with its outcome."""
+
+    __tablename__ = "payment_notifications"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('credited', 'repeated', 'ignored', 'refused')", name="outcome_kind"
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    order_no: Mapped[str] = mapped_column(String(64), default="", index=True)
+    body: Mapped[str] = mapped_column(Text)
+    verified: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
