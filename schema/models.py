@@ -156,6 +156,12 @@ class Account(Base):
     alarm2_amount: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The tenant's kiosk PIN (argon2, like operator passwords); None: no PIN, no kiosk sign-in.
+    pin_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pin_failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The operators let the tenant restore a tripped meter from the kiosk (balance above 0).
+    tenant_control: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AccountMeter(Base):
