@@ -17,7 +17,6 @@ database as a new session's first look at the page does.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -434,12 +433,13 @@ def _open(admin_id: int) -> object:
 def render_times(admin_id: int, today: date) -> dict[str, float]:
     """Seconds of each page's first render in a new administrator session, by page module."""
     import streamlit as st
+    from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
 
     from app.nav import screens
 
     # Clearing the caches outside a script run warns that there is no script run; it is meant.
-    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    set_log_level("error")
 
     pages = [screen.module for screen in screens()]
 
@@ -481,6 +481,7 @@ def render_times(admin_id: int, today: date) -> dict[str, float]:
 
 
 def bench_pages(url: str) -> dict[str, float]:
+    _say("pages: load average before the run " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     dataset = build_site(url, datetime.now(UTC))
     _say(f"dataset built in {dataset.build_s:.0f} s: {dataset.readings:,} readings, "
          f"{dataset.daily_rows:,} daily rows, {dataset.ledger_entries:,} ledger entries")
