@@ -39,13 +39,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from billing import operators
 from billing.errors import BillingError, NotFound
+from billing.tariffs import BANDS
 from collector.profiles import ProfileError, load_profile
 from collector.readings import EnergyGroup, MeterReading, ReadingStore
 from schema.measurements import TAG_BUILDING, TAG_FLOOR, TAG_UNIT
 from schema.models import (
     Account,
-    AccountMeter,
     Building,
+    ChargeDaily,
     Floor,
     Gateway,
     LedgerEntry,
@@ -58,6 +59,8 @@ ZERO = Decimal("0")
 MAX_ANALYSIS_DAYS = 366
 MAX_READING_DAYS = 31
 TREND_DAYS = 7  # the trend line is the moving average of this many days
+CHARGED = Decimal("0.0001")  # charges carry 4 places
+BAND_ORDER = (*BANDS, "")  # sharp … deep valley, then one-rate charges
 
 
 def local_midnight(on: date, tz: ZoneInfo) -> datetime:
@@ -202,6 +205,8 @@ class DayTotal:
     trend_cost: Decimal
     # Per group id: (energy, cost) of this day; groups without either are left out.
     by_group: Mapping[int, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # Per tariff band ('' for one-rate tariffs): charged (energy, cost), in BAND_ORDER.
+    by_band: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -291,56 +296,26 @@ def _effective_at(indexed: bool) -> ColumnElement[datetime]:
     return type_coerce(func.coalesce(column, column), column.type)
 
 
-def daily_cost(
-    session: Session, scope: Scope, bounds: Sequence[datetime]
-) -> dict[tuple[int, int], Decimal]:
-    """Charges of the scope's meters per (group id, day index), as positive amounts.
-
-    `bounds` are the UTC instants where the local days begin, plus where the last one ends.
-    One statement: the entries are bucketed in a subquery and grouped outside it, because
-    PostgreSQL would not see two renderings of the bucket expression (with their own bind
-    parameters) as the same GROUP BY expression.
-    """
+def daily_charges(
+    session: Session, scope: Scope, first_on: date, end_on: date
+) -> dict[tuple[int, date, str], tuple[Decimal, Decimal]]:
+    """Charged energy and cost of the scope's meters per (group id, local day, tariff band),
+    from the daily totals billing keeps as it charges (`charge_daily`): one indexed range,
+    however long the ledger."""
     key = _GROUPS[scope.group][0]
-    # The accounts that ever held one of the scope's meters: for a narrow scope or a short
-    # range, the charges are reached from them through the index.
-    accounts = _placed(select(AccountMeter.account_id), AccountMeter, AccountMeter.meter_id).where(
-        *scope.filters()
-    )
-    conditions: list[ColumnElement[bool]] = []
-    share = _ledger_share(session, bounds[0], bounds[-1])
-    if scope.filters() and share >= INDEX_SHARE:
-        scoped = session.scalar(select(func.count()).select_from(accounts.distinct().subquery()))
-        share *= (scoped or 0) / max(session.scalar(select(func.count(Account.id))) or 1, 1)
-    indexed = share < INDEX_SHARE
-    if indexed:
-        conditions.append(LedgerEntry.account_id.in_(accounts))
-    effective_at = _effective_at(indexed)
-    entries = (
+    rows = session.execute(
         _placed(
             select(
-                key.label("group_id"),
-                _bucket(LedgerEntry.effective_at, bounds).label("day"),
-                LedgerEntry.amount,
+                key, ChargeDaily.on_date, ChargeDaily.band,
+                func.sum(ChargeDaily.energy_kwh), func.sum(ChargeDaily.cost),
             ),
-            LedgerEntry,
-            LedgerEntry.meter_id,
+            ChargeDaily,
+            ChargeDaily.meter_id,
         )
-        .where(
-            *conditions,
-            LedgerEntry.kind == "charge",
-            effective_at >= bounds[0],
-            effective_at < bounds[-1],
-            *scope.filters(),
-        )
-        .subquery()
+        .where(ChargeDaily.on_date >= first_on, ChargeDaily.on_date <= end_on, *scope.filters())
+        .group_by(key, ChargeDaily.on_date, ChargeDaily.band)
     )
-    rows = session.execute(
-        select(entries.c.group_id, entries.c.day, func.sum(entries.c.amount)).group_by(
-            entries.c.group_id, entries.c.day
-        )
-    )
-    return {(group_id, day): -total for group_id, day, total in rows}
+    return {(group_id, on, band): (kwh, cost) for group_id, on, band, kwh, cost in rows}
 
 
 @dataclass(frozen=True)
@@ -355,7 +330,9 @@ class EnergyQuery:
     days: tuple[date, ...]  # the previous period (and the trend's lead-in), then the period
     meters: Mapping[int, Mapping[str, str]]  # meter id -> tags placing it by group id
     labels: Mapping[int, str]  # group id -> label, in the order the site lists them
-    cost: Mapping[tuple[int, date], Decimal]  # Σ charges per (group id, local day), positive
+    cost: Mapping[tuple[int, date], Decimal]  # charged per (group id, local day)
+    # Charged energy and cost per (local day, tariff band), the scope's groups together.
+    bands: Mapping[tuple[date, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
 
 
 def energy_query(
@@ -376,27 +353,30 @@ def energy_query(
     first_on = start_on - timedelta(days=max(length, TREND_DAYS - 1))
     days = tuple(first_on + timedelta(days=k) for k in range((end_on - first_on).days + 1))
     meters, labels = _scope_meters(session, scope)
-    cost: dict[tuple[int, date], Decimal] = {}
+    cost: dict[tuple[int, date], Decimal] = defaultdict(lambda: ZERO)
+    bands: dict[tuple[date, str], tuple[Decimal, Decimal]] = {}
     if meters:
-        bounds = [local_midnight(on, tz) for on in [*days, end_on + timedelta(days=1)]]
-        cost = {
-            (group_id, days[index]): amount
-            for (group_id, index), amount in daily_cost(session, scope, bounds).items()
-        }
+        for (group_id, on, band), (kwh, money) in daily_charges(
+            session, scope, days[0], end_on
+        ).items():
+            cost[group_id, on] += money
+            band_kwh, band_money = bands.get((on, band), (ZERO, ZERO))
+            bands[on, band] = (band_kwh + kwh, band_money + money)
     order = sorted(labels, key=lambda group_id: (labels[group_id][1], group_id))
     return EnergyQuery(
         group=scope.group, start_on=start_on, end_on=end_on, tz=tz, days=days, meters=meters,
-        labels={group_id: labels[group_id][0] for group_id in order}, cost=cost,
+        labels={group_id: labels[group_id][0] for group_id in order},
+        cost={key: money.quantize(CHARGED) for key, money in cost.items()},
+        bands={key: (kwh.quantize(CHARGED), money.quantize(CHARGED))
+               for key, (kwh, money) in bands.items()},
     )
 
 
 def energy_analysis(query: EnergyQuery, store: ReadingStore) -> EnergyAnalysis:
-    """Energy (from the time-series store) and cost (from the ledger's charges) per local day
-    of the scope, split by the level below it, with the previous period of the same length.
-
-    The ledger has no split of a charge by tariff band, so cost is split by place only.
-    A day without readings counts 0 kWh: its energy shows on the meter's next day with readings.
-    """
+    """Energy (from the time-series store) and cost (from the charges) per local day of the
+    scope, split by the level below it and by tariff band, with the previous period of the
+    same length. A day without readings counts 0 kWh: its energy shows on the meter's next day
+    with readings."""
     start_on, end_on = query.start_on, query.end_on
     length = (end_on - start_on).days + 1
     previous_start_on = start_on - timedelta(days=length)
@@ -443,6 +423,8 @@ def energy_analysis(query: EnergyQuery, store: ReadingStore) -> EnergyAnalysis:
                 trend_kwh=sum((day_energy[d] for d in window), ZERO) / len(window),
                 trend_cost=sum((day_cost[d] for d in window), ZERO) / len(window),
                 by_group={g: cells[on][g] for g in query.labels if g in cells[on]},
+                by_band={band: query.bands[on, band] for band in BAND_ORDER
+                         if (on, band) in query.bands},
             )
         )
     return EnergyAnalysis(

@@ -28,6 +28,10 @@ from voltpay.settings import get_settings
 CACHE_TTL_S = 60
 DEFAULT_DAYS = 7
 CENT = Decimal("0.01")
+BAND_COLOURS = {
+    "sharp": "#c0392b", "peak": "#e67e22", "flat": "#f1c40f", "valley": "#2e86c1",
+    "deep_valley": "#1b4f72", "": "#7f8c8d", "uncharged": "#d5d8dc",
+}
 
 STRINGS = {
     "en": {
@@ -57,8 +61,21 @@ STRINGS = {
         "energy.by.floor": "Bars are stacked by floor.",
         "energy.by.unit": "Bars are stacked by unit.",
         "energy.by.meter": "Bars are stacked by meter.",
-        "energy.no_bands": "The ledger records each charge without a split into sharp, peak, "
-        "flat and valley bands, so cost is split by place, not by tariff band.",
+        "energy.by.band": "Bars are stacked by tariff band, as the meters were charged. Energy "
+        "nobody was charged for (metering meters, meters without an open account) shows as "
+        "Not charged.",
+        "energy.stack": "Stack by",
+        "energy.stack.band": "Tariff band",
+        "energy.stack.place": "Place",
+        "energy.band.sharp": "Sharp",
+        "energy.band.peak": "Peak",
+        "energy.band.flat": "Flat",
+        "energy.band.valley": "Valley",
+        "energy.band.deep_valley": "Deep valley",
+        "energy.band.": "One rate",
+        "energy.band.uncharged": "Not charged",
+        "energy.col.band_energy": "{band} (kWh)",
+        "energy.col.band_cost": "{band} ({currency})",
         "energy.days": "Per day",
         "energy.groups": "Per place, compared with the previous {days} days",
         "energy.col.date": "Date",
@@ -99,8 +116,20 @@ STRINGS = {
         "energy.by.floor": "柱形按楼层堆叠。",
         "energy.by.unit": "柱形按户号堆叠。",
         "energy.by.meter": "柱形按电表堆叠。",
-        "energy.no_bands": "台账中的每笔扣费没有按尖、峰、平、谷时段拆分，因此电费按位置拆分，"
-        "而不是按费率时段。",
+        "energy.by.band": "柱形按计费时的电价时段堆叠。未计费的电量（计量表、未开户的电表）"
+        "显示为“未计费”。",
+        "energy.stack": "堆叠方式",
+        "energy.stack.band": "电价时段",
+        "energy.stack.place": "位置",
+        "energy.band.sharp": "尖峰",
+        "energy.band.peak": "高峰",
+        "energy.band.flat": "平段",
+        "energy.band.valley": "低谷",
+        "energy.band.deep_valley": "深谷",
+        "energy.band.": "单一电价",
+        "energy.band.uncharged": "未计费",
+        "energy.col.band_energy": "{band} (kWh)",
+        "energy.col.band_cost": "{band}（{currency}）",
         "energy.days": "按日",
         "energy.groups": "按位置，与上一周期 {days} 天对比",
         "energy.col.date": "日期",
@@ -258,20 +287,47 @@ def _metrics(analysis: EnergyAnalysis) -> None:
     daily.metric(t("energy.metric.daily"), format_money(analysis.energy_kwh / days), border=True)
 
 
+def _bands(analysis: EnergyAnalysis) -> list[str]:
+    """The tariff bands charged in the range, in band order."""
+    seen = {band for day in analysis.days for band in day.by_band}
+    return [band for band in reports.BAND_ORDER if band in seen]
+
+
+def _uncharged_kwh(day: reports.DayTotal) -> Decimal:
+    charged = sum((kwh for kwh, _ in day.by_band.values()), Decimal(0))
+    return max(day.energy_kwh - charged, Decimal(0))
+
+
 def _chart(analysis: EnergyAnalysis) -> None:
     currency = get_settings().currency
-    measure = st.radio(
+    measure_col, stack_col = st.columns(2)
+    measure = measure_col.radio(
         t("energy.measure"), ("energy", "cost"), horizontal=True, key="energy_measure",
         format_func=lambda m: t(f"energy.measure.{m}", currency=currency),
+    )
+    stack = stack_col.radio(
+        t("energy.stack"), ("band", "place"), horizontal=True, key="energy_stack",
+        format_func=lambda s: t(f"energy.stack.{s}"),
     )
     index = 0 if measure == "energy" else 1
     x = [day.on for day in analysis.days]
     figure = go.Figure()
-    for group in analysis.groups:
-        figure.add_bar(
-            x=x, name=group.label,
-            y=[float(day.by_group.get(group.key, (0, 0))[index]) for day in analysis.days],
-        )
+    if stack == "band":
+        for band in _bands(analysis):
+            figure.add_bar(
+                x=x, name=t(f"energy.band.{band}"), marker_color=BAND_COLOURS[band],
+                y=[float(day.by_band.get(band, (0, 0))[index]) for day in analysis.days],
+            )
+        uncharged = [float(_uncharged_kwh(day)) for day in analysis.days]
+        if index == 0 and any(uncharged):
+            figure.add_bar(x=x, name=t("energy.band.uncharged"), y=uncharged,
+                           marker_color=BAND_COLOURS["uncharged"])
+    else:
+        for group in analysis.groups:
+            figure.add_bar(
+                x=x, name=group.label,
+                y=[float(day.by_group.get(group.key, (0, 0))[index]) for day in analysis.days],
+            )
     trend = [day.trend_kwh if index == 0 else day.trend_cost for day in analysis.days]
     figure.add_scatter(
         x=x, y=[float(value) for value in trend], mode="lines+markers",
@@ -285,37 +341,47 @@ def _chart(analysis: EnergyAnalysis) -> None:
         xaxis={"type": "date", "tickformat": "%Y-%m-%d"},
     )
     st.plotly_chart(figure, key="energy_chart")
-    st.caption(f"{t(f'energy.by.{analysis.group}')} {t('energy.no_bands')}")
+    st.caption(t("energy.by.band") if stack == "band" else t(f"energy.by.{analysis.group}"))
 
 
 def _days_table(analysis: EnergyAnalysis) -> None:
     currency = get_settings().currency
     trend_days = reports.TREND_DAYS
+    bands = _bands(analysis)
     st.subheader(t("energy.days"))
-    rows: list[dict[str, Any]] = [
-        {
+    rows: list[dict[str, Any]] = []
+    for day in analysis.days:
+        row: dict[str, Any] = {
             "date": day.on,
             "energy_kwh": day.energy_kwh.quantize(CENT),
             "cost": day.cost.quantize(CENT),
             "trend_kwh": day.trend_kwh.quantize(CENT),
         }
-        for day in analysis.days
-    ]
+        for band in bands:
+            kwh, cost = day.by_band.get(band, (Decimal(0), Decimal(0)))
+            row[f"kwh_{band}"], row[f"cost_{band}"] = kwh.quantize(CENT), cost.quantize(CENT)
+        rows.append(row)
+    headers = {
+        "date": t("energy.col.date"),
+        "energy_kwh": t("energy.col.energy"),
+        "cost": t("energy.col.cost", currency=currency),
+        "trend_kwh": t("energy.col.trend", days=trend_days),
+    }
+    for band in bands:
+        name = t(f"energy.band.{band}")
+        headers[f"kwh_{band}"] = t("energy.col.band_energy", band=name)
+        headers[f"cost_{band}"] = t("energy.col.band_cost", band=name, currency=currency)
     columns = [
-        Column("date", t("energy.col.date")),
-        Column("energy_kwh", t("energy.col.energy"), ENERGY),
-        Column("cost", t("energy.col.cost", currency=currency), MONEY),
-        Column("trend_kwh", t("energy.col.trend", days=trend_days), ENERGY),
+        Column(key, header, None if key == "date" else MONEY if "cost" in key else ENERGY)
+        for key, header in headers.items()
     ]
     column = st.column_config
     st.dataframe(
         rows, key="energy_days_table", hide_index=True,
         column_config={
-            "date": column.DateColumn(t("energy.col.date"), format="YYYY-MM-DD"),
-            "energy_kwh": column.NumberColumn(t("energy.col.energy"), format="%,.2f"),
-            "cost": column.NumberColumn(t("energy.col.cost", currency=currency), format="%,.2f"),
-            "trend_kwh": column.NumberColumn(t("energy.col.trend", days=trend_days),
-                                             format="%,.2f"),
+            key: column.DateColumn(header, format="YYYY-MM-DD") if key == "date"
+            else column.NumberColumn(header, format="%,.2f")
+            for key, header in headers.items()
         },
     )
     st.download_button(

@@ -227,6 +227,8 @@ def test_energy_and_cost_per_shanghai_day_by_building_floor_and_unit(
         (NOV_2, Decimal(0), Decimal(0)),
         (NOV_3, Decimal("6.0123"), Decimal("3.0148")),
     ]
+    # What was charged, by tariff band: the flat default price is one rate (band '').
+    assert [d.by_band for d in site.days] == [{}, {"": (Decimal("2.5123"), Decimal("3.0148"))}]
 
     building = analysis(db_url, Scope(building_id=building_id(db_url, "A")), NOV_3, NOV_3)
     assert [(g.label, g.energy_kwh) for g in building.groups] == [("A1F", Decimal("4.0123"))]
