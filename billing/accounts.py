@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing import audit, control, ledger, operators, sales
+from billing import audit, control, ledger, operators, sales, tenants
 from billing.charging import FinalReading, charge_readings
 from billing.errors import BillingError, NotFound
 from billing.policy import BillingPolicy
@@ -54,25 +54,29 @@ def open_account(
     meter_ids: Sequence[int] = (),
     first_sale: FirstSale | None = None,
     form_key: str = "",
+    pin: str = "",
 ) -> Account:
     """开户. `form_key` (the key of the form that asked) is kept in the audit row, so that
-    open_account_once can tell the same form posted again."""
+    open_account_once can tell the same form posted again. `pin`, when given, lets the tenant
+    sign in at the kiosk."""
     operators.require(operator, "accounts")
     number, tenant_name = number.strip(), tenant_name.strip()
     if not number:
         raise BillingError("Account number is required")
     if not tenant_name:
         raise BillingError("Tenant name is required")
+    pin_hash = tenants.hash_pin(pin) if pin else None
     if session.scalar(select(Account.id).where(Account.number == number)) is not None:
         raise BillingError(f"Account number {number} is already in use")
     account = Account(
         number=number, tenant_name=tenant_name, phone=phone.strip(), id_number=id_number.strip(),
-        notes=notes.strip(), opened_at=now, balance=Decimal(0),
+        notes=notes.strip(), opened_at=now, balance=Decimal(0), pin_hash=pin_hash,
     )
     session.add(account)
     session.flush()
     audit.record(session, at=now, operator=operator, action="account.open", target=number,
-                 tenant=tenant_name, **({"form": form_key} if form_key else {}))
+                 tenant=tenant_name, pin="set" if pin else "none",
+                 **({"form": form_key} if form_key else {}))
     for meter_id in meter_ids:
         attach_meter(session, account, meter_id, operator=operator, now=now)
     account.alarm_level = control.alarm_level(
@@ -120,6 +124,7 @@ def open_account_once(
     meter_ids: Sequence[int] = (),
     first_sale_amount: object | None = None,
     payment_method: str = "cash",
+    pin: str = "",
 ) -> OpeningResult:
     """开户 from a form drawn with `form_key`, with an optional first sale: posting the same
     form again (a double click, a resent request) returns what the first post did."""
@@ -146,7 +151,7 @@ def open_account_once(
             account = open_account(
                 session, number=number, tenant_name=tenant_name, operator=operator, now=now,
                 policy=policy, phone=phone, id_number=id_number, notes=notes,
-                meter_ids=meter_ids, first_sale=first_sale, form_key=form_key,
+                meter_ids=meter_ids, first_sale=first_sale, form_key=form_key, pin=pin,
             )
     except IntegrityError:
         if (repeated := earlier()) is not None:
