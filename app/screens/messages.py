@@ -65,7 +65,7 @@ if "messages.nav" not in STRINGS["en"]:
             "messages.from": "From",
             "messages.to": "To",
             "messages.states": "States",
-            "messages.kinds": "Messages",
+            "messages.kinds": "Message kinds",
             "messages.all": "All",
             "messages.failed": "{count} message(s) finally failed — check the number or the "
             "channel, then choose one below to send it again.",
