@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 
 from billing.operators import create_operator
 from billing.policy import BillingPolicy
 from schema.db import get_engine, migrate, unit_of_work
-from tests.app.support import PASSWORD, Site
+from tests.app.support import PASSWORD, Downloads, Site
 from voltpay.demo import seed_demo_site
 from voltpay.settings import get_settings
 
@@ -53,3 +55,19 @@ def make_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
 @pytest.fixture
 def site(make_site: Callable[..., Site]) -> Site:
     return make_site()
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Downloads]:
+    """The files the page offers, by file name: exports are built only when clicked, so the
+    test clicks for the browser by calling what the page registered."""
+    offered: Downloads = {}
+    register = MediaFileManager.add_deferred
+
+    def add_deferred(self: MediaFileManager, data: Callable[[], Any], mimetype: str | None,
+                     coordinates: str, file_name: str | None = None, **kwargs: Any) -> str:
+        offered[file_name or ""] = data
+        return register(self, data, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    yield offered

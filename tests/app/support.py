@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from schema.db import unit_of_work
 from schema.models import Account, LedgerEntry
+
+# The files a page offers for download, by file name (see the `downloads` fixture).
+Downloads = dict[str, Callable[[], Any]]
 
 MAIN_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "main.py"
 PASSWORD = "correct horse battery"

@@ -5,38 +5,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from schema.db import unit_of_work
 from schema.models import Account, Building, Command, Floor, Meter, Operator
-from tests.app.support import Site
-
-Downloads = dict[str, Callable[[], Any]]
-
-
-@pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Downloads]:
-    """The files the page offers, by file name: exports are built only when clicked, so the
-    test clicks for the browser by calling what the page registered."""
-    offered: Downloads = {}
-    register = MediaFileManager.add_deferred
-
-    def add_deferred(self: MediaFileManager, data: Callable[[], Any], mimetype: str | None,
-                     coordinates: str, file_name: str | None = None, **kwargs: Any) -> str:
-        offered[file_name or ""] = data
-        return register(self, data, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
-    yield offered
+from tests.app.support import Downloads, Site
 
 
 def open_page(site: Site, username: str = "admin") -> AppTest:

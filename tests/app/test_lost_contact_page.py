@@ -4,39 +4,18 @@ long, exported to Excel; a site where everything answers says so."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import update
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from app.screens.lost_contact import duration
 from schema.db import unit_of_work
 from schema.models import Gateway, Meter
-from tests.app.support import Site
+from tests.app.support import Downloads, Site
 from voltpay.settings import get_settings
-
-Downloads = dict[str, Callable[[], Any]]
-
-
-@pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Downloads]:
-    """The files the page offers, by file name: exports are built only when clicked, so the
-    test clicks for the browser by calling what the page registered."""
-    offered: Downloads = {}
-    register = MediaFileManager.add_deferred
-
-    def add_deferred(self: MediaFileManager, data: Callable[[], Any], mimetype: str | None,
-                     coordinates: str, file_name: str | None = None, **kwargs: Any) -> str:
-        offered[file_name or ""] = data
-        return register(self, data, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
-    yield offered
 
 
 def open_page(site: Site, username: str = "viewer") -> AppTest:
