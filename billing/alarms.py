@@ -47,31 +47,6 @@ def _open(kind: str, subject: Subject, subject_id: int) -> ColumnElement[bool]:
     )
 
 
-def raise_once(
-    session: Session,
-    kind: str,
-    *,
-    subject: Subject,
-    at: datetime,
-    meter_id: int | None = None,
-    account_id: int | None = None,
-    gateway_id: int | None = None,
-    value: str = "",
-    detail: str = "",
-) -> Alarm | None:
-    """Raise an alarm of `kind` about its subject (the meter, account or gateway named by
-    `subject`), unless one is open already: then None."""
-    ids = {"meter_id": meter_id, "account_id": account_id, "gateway_id": gateway_id}
-    subject_id = ids[subject]
-    if subject_id is None:
-        raise ValueError(f"a {kind} alarm needs its {subject}")
-    if session.scalar(select(Alarm.id).where(_open(kind, subject, subject_id)).limit(1)):
-        return None
-    alarm = Alarm(kind=kind, raised_at=at, value=value[:200], detail=detail, **ids)
-    session.add(alarm)
-    return alarm
-
-
 def clear(session: Session, kind: str, *, subject: Subject, subject_id: int, at: datetime) -> None:
     """Clear the open alarm of `kind` about the subject, if there is one."""
     session.execute(
