@@ -602,7 +602,8 @@ class PaymentNotification(Base):
     __tablename__ = "payment_notifications"
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('credited', 'repeated', 'ignored', 'refused')", name="outcome_kind"
+            "outcome IN ('credited', 'repeated', 'ignored', 'failed', 'refused')",
+            name="outcome_kind",
         ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

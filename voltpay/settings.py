@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     login_lock_attempts: int = Field(default=5, ge=1)
     login_lock_minutes: int = Field(default=15, ge=1)
     dashboard_port: int = 8501
+    # The tenants' kiosk and phone pages (app/kiosk/), on their own port.
+    kiosk_port: int = 8502
+    # Every kiosk session is in kiosk mode (a shared touch screen): a tenant idle this long is
+    # signed out. Otherwise only pages opened with ?mode=kiosk are; phones use the operators'
+    # SESSION_TIMEOUT_MIN.
+    kiosk_mode: bool = False
+    kiosk_idle_s: int = Field(default=120, ge=10)
     # The demo site's gateways listen on 127.0.0.1 from this port on (one port per gateway).
     demo_first_port: int = 15021
 
@@ -95,6 +102,38 @@ class Settings(BaseSettings):
     notify_alarm_email: str = ""
     notify_operator_language: Literal["en", "zh"] = "zh"
 
+    # Online recharge (payments/) and the HTTP API (api/). PAY_PROVIDER: none, sandbox (the
+    # demo's stand-in, `voltpay run` picks it when unset) or alipay.
+    pay_provider: Literal["none", "sandbox", "alipay"] = "none"
+    # qr: alipay.trade.precreate (a code to scan); page / wap: a signed pay URL to open.
+    pay_mode: Literal["qr", "page", "wap"] = "qr"
+    # Where the provider posts notifications: our API as the internet reaches it. Empty:
+    # http://127.0.0.1:API_PORT/pay/notify/<provider>, which only a local sandbox can reach.
+    pay_notify_url: str = ""
+    pay_return_url: str = ""
+    # An order not paid within this many minutes is closed at the provider and here.
+    pay_order_timeout_min: int = Field(default=15, ge=1)
+    # Unpaid orders older than this are asked about every PAY_POLL_INTERVAL_S (the fallback
+    # when the provider's notifications cannot reach the site).
+    pay_poll_after_s: float = Field(default=60.0, gt=0)
+    pay_poll_interval_s: float = Field(default=30.0, gt=0)
+    alipay_app_id: str = ""
+    alipay_gateway_url: str = "https://openapi.alipay.com/gateway.do"
+    # Our application private key and Alipay's public key: PEM or the console's base64 text,
+    # inline or in a file.
+    alipay_private_key: str = ""
+    alipay_private_key_file: str = ""
+    alipay_public_key: str = ""
+    alipay_public_key_file: str = ""
+    # The sandbox provider's gateway and pay pages; its keys are generated here on first run.
+    pay_sandbox_host: str = "127.0.0.1"
+    pay_sandbox_port: int = 8010
+    pay_sandbox_dir: str = str(VAR_DIR / "pay-sandbox")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Bearer tokens integrations present to the API, comma-separated; empty: no one gets in.
+    api_tokens: str = ""
+
     @field_validator("site_tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -124,6 +163,16 @@ class Settings(BaseSettings):
     @property
     def notify_configured(self) -> bool:
         return bool(self.notify_modem_port or self.notify_http_url or self.notify_smtp_host)
+
+    @property
+    def api_token_list(self) -> list[str]:
+        return [token.strip() for token in self.api_tokens.split(",") if token.strip()]
+
+    @property
+    def notify_url(self) -> str:
+        return self.pay_notify_url or (
+            f"http://127.0.0.1:{self.api_port}/pay/notify/{self.pay_provider}"
+        )
 
     @property
     def tz(self) -> ZoneInfo:

@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('outcome', sa.String(length=12), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('received_at', sa.DateTime(), nullable=False),
-    sa.CheckConstraint("outcome IN ('credited', 'repeated', 'ignored', 'refused')", name=op.f('ck_payment_notifications_outcome_kind')),
+    sa.CheckConstraint("outcome IN ('credited', 'repeated', 'ignored', 'failed', 'refused')", name=op.f('ck_payment_notifications_outcome_kind')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_notifications'))
     )
     with op.batch_alter_table('payment_notifications') as batch_op:

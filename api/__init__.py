@@ -1,0 +1,1 @@
+"""The HTTP API: payment notifications, online recharge orders, read access for integrations."""
