@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -184,9 +185,57 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the HTTP API (payment notifications, orders, integrations) with uvicorn."""
+    import uvicorn
+
+    from api.app import app_from_settings
+
+    if not settings.api_token_list:
+        log.warning("API_TOKENS is empty: the /api endpoints refuse every request")
+    app = app_from_settings(settings)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    return 0
+
+
+def cmd_sandbox_pay(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the sandbox payment provider (the demo's stand-in for Alipay)."""
+    from payments.config import (
+        MERCHANT_KEY,
+        SANDBOX_APP_ID,
+        sandbox_keys,
+        sandbox_public_key,
+    )
+    from payments.sandbox import SandboxGateway
+
+    _, gateway_key = sandbox_keys(settings.pay_sandbox_dir)
+    sandbox = SandboxGateway(
+        gateway_key=gateway_key,
+        merchant_public_key=sandbox_public_key(settings.pay_sandbox_dir, MERCHANT_KEY),
+        app_id=SANDBOX_APP_ID, host=settings.pay_sandbox_host, port=settings.pay_sandbox_port,
+    )
+    log.info("sandbox payment provider on %s (no real money moves)", sandbox.url)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # `voltpay run` stops its children with SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        sandbox.serve_forever()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from voltpay.supervisor import run_all
 
+    if "pay_provider" not in settings.model_fields_set:
+        # The demo pays through the sandbox unless a provider was chosen.
+        os.environ["PAY_PROVIDER"] = "sandbox"
+        settings = settings.model_copy(update={"pay_provider": "sandbox"})
+    if settings.pay_provider == "sandbox":
+        from payments.config import sandbox_keys
+
+        sandbox_keys(settings.pay_sandbox_dir)  # once, before the children that read them
     generated = setup(settings, seed=True)
     return run_all(settings, generated_password=generated, speed=args.speed,
                    interval_s=args.interval)
@@ -220,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("notify", help="deliver queued SMS and email notifications")
     p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser("api", help="serve the HTTP API (payments, integrations) on API_PORT")
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("sandbox-pay", help="serve the sandbox payment provider for the demo")
+    p.set_defaults(func=cmd_sandbox_pay)
 
     p = sub.add_parser("status", help="one line (or JSON object) per meter")
     p.add_argument("--json", action="store_true", help="print a JSON array")

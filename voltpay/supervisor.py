@@ -19,10 +19,16 @@ def _children(settings: Settings, speed: float, interval_s: float) -> dict[str, 
     notifier = (
         {"notifier": [python, "-m", "voltpay.cli", "notify"]} if settings.notify_configured else {}
     )
+    sandbox = (
+        {"pay-sandbox": [python, "-m", "voltpay.cli", "sandbox-pay"]}
+        if settings.pay_provider == "sandbox" else {}
+    )
     return {
         "simulator": [python, "-m", "voltpay.cli", "simulate", "--speed", str(speed)],
         "collector": [python, "-m", "voltpay.cli", "collect", "--interval", str(interval_s)],
         **notifier,
+        **sandbox,
+        "api": [python, "-m", "voltpay.cli", "api"],
         "dashboard": [
             python, "-m", "streamlit", "run", str(Path(ROOT, "app", "main.py")),
             "--server.port", str(settings.dashboard_port),
@@ -73,6 +79,8 @@ def run_all(
         else:
             print("  Log in as admin with the password shown on the first run")
             print("  (set VOLTPAY_ADMIN_PASSWORD to choose a new one)")
+        print(f"  API: http://{settings.api_host}:{settings.api_port}/docs"
+              f"  (online payments: {settings.pay_provider})")
         print(f"  Simulated meters run at ×{speed:g}; meters are read every {interval_s:g} s.")
         if "notifier" not in processes:
             print("  No notification channel is configured (NOTIFY_MODEM_PORT, NOTIFY_HTTP_URL,")
