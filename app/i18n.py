@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 LANG_KEY = "lang"
 PENDING_LANG = "lang_pending"
@@ -192,13 +193,16 @@ def apply_language(language: str) -> None:
         st.session_state[PENDING_LANG] = language
 
 
-def language_switch(on_change: Callable[[], None] | None = None) -> None:
-    """The sidebar switch; `on_change` runs when the operator changes it."""
+def language_switch(
+    on_change: Callable[[], None] | None = None, where: DeltaGenerator | None = None
+) -> None:
+    """The switch, in the sidebar unless `where` says otherwise; `on_change` runs when the
+    user changes it."""
     pending = st.session_state.pop(PENDING_LANG, None)
     if pending is not None:
         st.session_state[LANG_KEY] = pending
     st.session_state.setdefault(LANG_KEY, DEFAULT_LANG)
-    st.sidebar.radio(
+    (where or st.sidebar).radio(
         t("language"), list(LANGUAGES), format_func=LANGUAGES.__getitem__, key=LANG_KEY,
         horizontal=True, on_change=on_change,
     )
