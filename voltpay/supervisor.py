@@ -1,4 +1,5 @@
-"""`voltpay run`: start the simulator, the collector and the dashboard; stop them all together."""
+"""`voltpay run`: start the simulator, the collector, the dashboard and the tenants' kiosk; stop
+them all together."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ def _children(settings: Settings, speed: float, interval_s: float) -> dict[str, 
         "dashboard": [
             python, "-m", "streamlit", "run", str(Path(ROOT, "app", "main.py")),
             "--server.port", str(settings.dashboard_port),
+            "--server.headless", "true",
+            "--browser.gatherUsageStats", "false",
+        ],
+        "kiosk": [
+            python, "-m", "streamlit", "run", str(Path(ROOT, "app", "kiosk", "main.py")),
+            "--server.port", str(settings.kiosk_port),
             "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
         ],
@@ -71,6 +78,7 @@ def run_all(
         url = f"http://localhost:{settings.dashboard_port}"
         print("\n" + "=" * 64)
         print(f"  Voltpay is running: {url}")
+        print(f"  Tenants' kiosk and phone pages: http://localhost:{settings.kiosk_port}")
         if generated_password:
             print(f"  Log in as admin with password: {generated_password}")
             print("  (generated on this first run and shown only once; keep it)")

@@ -83,6 +83,7 @@ class System:
     database_url: str
     url: str
     log: Path
+    kiosk_url: str
 
     def status(self) -> list[MeterStatus]:
         """What `voltpay status` shows, read in this process (fast enough to catch a relay)."""
@@ -125,7 +126,8 @@ def running_system(tmp: Path) -> Iterator[System]:
     """`voltpay run` (demo site, simulator at ×3600, collector every second, dashboard) on a
     database in `tmp`, until the block ends."""
     database_url = f"sqlite:///{tmp / 'voltpay.db'}"
-    first = free_port_run(4)  # three simulated gateways, then the dashboard: never overlapping
+    # Three simulated gateways, then the dashboard and the kiosk: never overlapping.
+    first = free_port_run(5)
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
@@ -133,6 +135,7 @@ def running_system(tmp: Path) -> Iterator[System]:
         VOLTPAY_ADMIN_PASSWORD=ADMIN_PASSWORD,
         DEMO_FIRST_PORT=str(first),
         DASHBOARD_PORT=str(first + 3),
+        KIOSK_PORT=str(first + 4),
     )
     log = tmp / "voltpay-run.log"
     with log.open("wb") as out:
@@ -140,7 +143,8 @@ def running_system(tmp: Path) -> Iterator[System]:
             [sys.executable, "-m", "voltpay.cli", "run", "--speed", "3600", "--interval", "1"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
-    running = System(process, env, database_url, f"http://127.0.0.1:{first + 3}", log)
+    running = System(process, env, database_url, f"http://127.0.0.1:{first + 3}", log,
+                     f"http://127.0.0.1:{first + 4}")
     try:
         deadline = time.monotonic() + 60
         while True:

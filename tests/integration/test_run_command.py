@@ -50,6 +50,7 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         DATABASE_URL=f"sqlite:///{tmp_path / 'voltpay.db'}",
         DASHBOARD_PORT=str(free_port_run(1)),
+        KIOSK_PORT=str(free_port_run(1)),
         DEMO_FIRST_PORT=str(free_port_run(3)),
     )
     return env
@@ -118,6 +119,16 @@ def test_run_starts_the_demo_and_stops_cleanly(
         assert time.monotonic() < deadline, "the dashboard never answered"
         time.sleep(0.5)
     assert httpx.get(dashboard, timeout=5).status_code == 200
+    kiosk = f"http://127.0.0.1:{run_env['KIOSK_PORT']}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{kiosk}/_stcore/health", timeout=2).text == "ok":
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the kiosk never answered"
+        time.sleep(0.5)
 
     rows = first.status()
     assert len(rows) == 48
