@@ -238,7 +238,6 @@ def create_app(config: ApiConfig) -> FastAPI:
                         422: {"description": "a bad time range"}})
     def get_readings(
         number: str,
-        db: Db,
         start: Annotated[datetime | None, Query(description="default: 24 hours before end")]
         = None,
         end: Annotated[datetime | None, Query(description="default: now")] = None,
@@ -250,9 +249,12 @@ def create_app(config: ApiConfig) -> FastAPI:
             raise HTTPException(422, "start must be before end")
         if until - since > MAX_READING_SPAN:
             raise HTTPException(422, "At most 31 days of readings at a time")
-        account = _account(db, number)
+        # The account's meters first, in a transaction of its own: on SQLite an open one would
+        # hold the write lock the embedded store's reads wait for.
+        with unit_of_work(config.database_url) as db:
+            meters = _meters(db, _account(db, number).id)
         out: list[ReadingOut] = []
-        for meter_id, serial in _meters(db, account.id):
+        for meter_id, serial in meters:
             out.extend(
                 ReadingOut(meter=serial, at=r.at, energy_kwh=r.energy_kwh, power_kw=r.power_kw,
                            voltage_v=r.voltage_v, current_a=r.current_a,
