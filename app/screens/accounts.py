@@ -21,7 +21,7 @@ from app.export import ENERGY, MONEY, XLSX_MIME, Column, xlsx_bytes
 from app.i18n import STRINGS, lang, register, t
 from app.nav import Screen
 from billing import account_views as views
-from billing import accounts, control, sales
+from billing import accounts, control, sales, tenants
 from billing.account_views import AccountRow, ClosingRow, EntryRow, MeterRow
 from billing.errors import BillingError
 from billing.money import format_money
@@ -108,6 +108,24 @@ TEXT = {
         "accounts.tab.replace": "Old-meter transfer",
         "accounts.tab.protect": "Power-protect",
         "accounts.tab.close": "Close account",
+        "accounts.tab.kiosk": "Tenant kiosk",
+        "accounts.kiosk.help": "The tenant signs in to the kiosk and phone pages with the "
+        "account number and a 6-digit PIN. Setting a PIN here replaces a forgotten one, lifts "
+        "a lock and signs out sessions that used the old one.",
+        "accounts.kiosk.no_pin": "No PIN yet: the tenant cannot sign in.",
+        "accounts.kiosk.has_pin": "A PIN is set.",
+        "accounts.kiosk.locked": "Locked after wrong PINs until {until}.",
+        "accounts.kiosk.pin": "New PIN (6 digits)",
+        "accounts.kiosk.pin_confirm": "New PIN again",
+        "accounts.kiosk.set_pin": "Set PIN",
+        "accounts.kiosk.pin_rules": "A kiosk PIN is 6 digits.",
+        "accounts.kiosk.pin_mismatch": "The two PINs differ.",
+        "accounts.kiosk.pin_set": "Account {number}: the kiosk PIN is set. Give it to the tenant.",
+        "accounts.kiosk.control": "The tenant may restore a tripped meter from the kiosk "
+        "(once the balance is above 0)",
+        "accounts.kiosk.save_control": "Save",
+        "accounts.kiosk.control_on": "Account {number}: the tenant may restore power.",
+        "accounts.kiosk.control_off": "Account {number}: the tenant may not restore power.",
         "accounts.meter_label": "{serial} · {unit}",
         "accounts.choose_meter": "Choose a meter first.",
         "accounts.confirm_first": "Tick the confirmation box first; nothing was changed.",
@@ -251,6 +269,22 @@ TEXT = {
         "accounts.tab.replace": "老表金额转入",
         "accounts.tab.protect": "保电",
         "accounts.tab.close": "销户",
+        "accounts.tab.kiosk": "自助终端",
+        "accounts.kiosk.help": "租户用账户号和 6 位数字密码登录自助终端和手机页面。"
+        "在此设置密码将替换忘记的密码、解除锁定，并使用旧密码的登录失效。",
+        "accounts.kiosk.no_pin": "尚未设置密码：租户无法登录。",
+        "accounts.kiosk.has_pin": "已设置密码。",
+        "accounts.kiosk.locked": "因密码错误已锁定至 {until}。",
+        "accounts.kiosk.pin": "新密码（6 位数字）",
+        "accounts.kiosk.pin_confirm": "再次输入新密码",
+        "accounts.kiosk.set_pin": "设置密码",
+        "accounts.kiosk.pin_rules": "自助终端密码为 6 位数字。",
+        "accounts.kiosk.pin_mismatch": "两次输入的密码不一致。",
+        "accounts.kiosk.pin_set": "账户 {number}：自助终端密码已设置，请告知租户。",
+        "accounts.kiosk.control": "允许租户在自助终端恢复已拉闸的电表（余额大于 0 时）",
+        "accounts.kiosk.save_control": "保存",
+        "accounts.kiosk.control_on": "账户 {number}：租户可自助恢复供电。",
+        "accounts.kiosk.control_off": "账户 {number}：租户不可自助恢复供电。",
         "accounts.meter_label": "{serial} · {unit}",
         "accounts.choose_meter": "请先选择电表。",
         "accounts.confirm_first": "请先勾选确认框；未做任何更改。",
@@ -682,7 +716,8 @@ def _meters(meters: list[MeterRow]) -> None:
 
 
 def _actions(detail: Detail, *, may_control: bool) -> None:
-    names = ["add", "remove", "replace"] + (["protect"] if may_control else []) + ["close"]
+    names = ["add", "remove", "replace"] + (["protect"] if may_control else []) + ["kiosk",
+                                                                                     "close"]
     tabs = dict(zip(names, st.tabs([t(f"accounts.tab.{name}") for name in names]), strict=True))
     with tabs["add"]:
         _add_meter(detail)
@@ -693,6 +728,8 @@ def _actions(detail: Detail, *, may_control: bool) -> None:
     if may_control:
         with tabs["protect"]:
             _power_protect(detail)
+    with tabs["kiosk"]:
+        _kiosk(detail, may_control=may_control)
     with tabs["close"]:
         _close_account(detail)
 
@@ -862,6 +899,53 @@ def _power_protect(detail: Detail) -> None:
         return [("success", t(key, meter=held[meter_id]))] + [("info", n) for n in notes]
 
     _act(apply, {})
+
+
+def _kiosk(detail: Detail, *, may_control: bool) -> None:
+    account = detail.account
+    with unit_of_work(auth.database_url()) as session:
+        status = tenants.pin_status(session, account.id, now=auth.utcnow())
+    st.caption(t("accounts.kiosk.help"))
+    st.markdown(t("accounts.kiosk.has_pin" if status.has_pin else "accounts.kiosk.no_pin"))
+    if status.locked_until is not None:
+        st.warning(t("accounts.kiosk.locked", until=local_time(status.locked_until)))
+    with st.form("accounts_pin_form"):
+        left, right = st.columns(2)
+        pin = left.text_input(t("accounts.kiosk.pin"), type="password", max_chars=6,
+                              key="accounts_pin")
+        confirm = right.text_input(t("accounts.kiosk.pin_confirm"), type="password",
+                                   max_chars=6, key="accounts_pin_confirm")
+        submitted = st.form_submit_button(t("accounts.kiosk.set_pin"), key="accounts_pin_submit")
+    if submitted:
+        if not tenants.valid_pin(pin):
+            st.error(t("accounts.kiosk.pin_rules"))
+        elif pin != confirm:
+            st.error(t("accounts.kiosk.pin_mismatch"))
+        else:
+            def set_pin() -> list[tuple[str, str]]:
+                with unit_of_work(auth.database_url()) as session:
+                    tenants.set_pin(session, operator=auth.current_operator(session),
+                                    account_id=account.id, pin=pin, now=auth.utcnow())
+                return [("success", t("accounts.kiosk.pin_set", number=account.number))]
+
+            _act(set_pin, {"accounts_pin": "", "accounts_pin_confirm": ""})
+    if not may_control:
+        return
+    with st.form("accounts_tenant_control_form"):
+        allowed = st.checkbox(t("accounts.kiosk.control"), value=status.tenant_control,
+                              key="accounts_tenant_control")
+        saved = st.form_submit_button(t("accounts.kiosk.save_control"),
+                                      key="accounts_tenant_control_submit")
+    if saved:
+        def save() -> list[tuple[str, str]]:
+            with unit_of_work(auth.database_url()) as session:
+                tenants.set_tenant_control(session, operator=auth.current_operator(session),
+                                           account_id=account.id, allowed=allowed,
+                                           now=auth.utcnow())
+            key = "accounts.kiosk.control_on" if allowed else "accounts.kiosk.control_off"
+            return [("success", t(key, number=account.number))]
+
+        _act(save, {})
 
 
 def _close_account(detail: Detail) -> None:

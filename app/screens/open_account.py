@@ -14,7 +14,7 @@ from app.i18n import STRINGS, register, t
 from app.nav import Screen
 from app.screens.accounts import meter_label, method_label, money, receipt_button
 from billing import account_views as views
-from billing import accounts, sales
+from billing import accounts, sales, tenants
 from billing.errors import BillingError
 from billing.operators import can
 from schema.db import unit_of_work
@@ -24,7 +24,8 @@ IDEMPOTENCY_KEY = "open_account_idempotency_key"
 RESULT = "open_account_result"
 FIELDS = ("open_account_number", "open_account_tenant", "open_account_phone",
           "open_account_id_number", "open_account_notes", "open_account_meters",
-          "open_account_amount", "open_account_method")
+          "open_account_amount", "open_account_method", "open_account_pin",
+          "open_account_pin_confirm")
 
 
 class Opened(TypedDict):
@@ -59,6 +60,12 @@ TEXT = {
         "open_account.meters_placeholder": "Choose the tenant's meters",
         "open_account.no_free_meters": "Every meter belongs to an account: open the account "
         "without one and add it later, or add meters in settings.",
+        "open_account.pin": "Kiosk PIN (6 digits, optional)",
+        "open_account.pin_confirm": "Kiosk PIN again",
+        "open_account.pin_help": "The tenant signs in to the kiosk and phone pages with the "
+        "account number and this PIN. Leave blank to set it later.",
+        "open_account.pin_rules": "A kiosk PIN is 6 digits.",
+        "open_account.pin_mismatch": "The two kiosk PINs differ.",
         "open_account.first_sale": "First sale (optional)",
         "open_account.amount": "Amount ({currency}); leave blank for none",
         "open_account.method": "Payment method",
@@ -84,6 +91,11 @@ TEXT = {
         "open_account.meters_placeholder": "选择租户的电表",
         "open_account.no_free_meters": "所有电表都已归属账户：可先开户、以后再添加电表，"
         "或在系统设置中添加电表。",
+        "open_account.pin": "自助终端密码（6 位数字，可选）",
+        "open_account.pin_confirm": "再次输入自助终端密码",
+        "open_account.pin_help": "租户用账户号和此密码登录自助终端和手机页面。可留空，以后再设置。",
+        "open_account.pin_rules": "自助终端密码为 6 位数字。",
+        "open_account.pin_mismatch": "两次输入的自助终端密码不一致。",
         "open_account.first_sale": "首次售电（可选）",
         "open_account.amount": "金额（{currency}）；不售电请留空",
         "open_account.method": "付款方式",
@@ -134,6 +146,11 @@ def _form(free: list[views.MeterChoice], suggested: str, *, may_sell: bool) -> N
         )
         if not choices:
             st.caption(t("open_account.no_free_meters"))
+        pin_column, confirm_column = st.columns(2)
+        pin = pin_column.text_input(t("open_account.pin"), type="password", max_chars=6,
+                                   key="open_account_pin", help=t("open_account.pin_help"))
+        pin_confirm = confirm_column.text_input(t("open_account.pin_confirm"), type="password",
+                                                max_chars=6, key="open_account_pin_confirm")
         amount, method = "", sales.PAYMENT_METHODS[0]
         if may_sell:
             st.markdown(f"**{t('open_account.first_sale')}**")
@@ -148,6 +165,12 @@ def _form(free: list[views.MeterChoice], suggested: str, *, may_sell: bool) -> N
                                           key="open_account_submit")
     if not submitted:
         return
+    if pin and not tenants.valid_pin(pin):
+        st.error(t("open_account.pin_rules"))
+        return
+    if pin != pin_confirm:
+        st.error(t("open_account.pin_mismatch"))
+        return
     settings = get_settings()
     try:
         with unit_of_work(settings.database_url) as session:
@@ -155,6 +178,7 @@ def _form(free: list[views.MeterChoice], suggested: str, *, may_sell: bool) -> N
                 session, form_key=idempotency_key, number=number, tenant_name=tenant,
                 phone=phone, id_number=id_number, notes=notes, meter_ids=meter_ids,
                 first_sale_amount=amount if amount.strip() else None, payment_method=method,
+                pin=pin,
                 operator=auth.current_operator(session), now=auth.utcnow(),
                 policy=auth.policy(session),
             )

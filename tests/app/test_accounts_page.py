@@ -106,7 +106,7 @@ def test_search_by_unit_shows_the_account_with_its_balance_meters_and_ledger(sit
     assert len(at.get("download_button")) == 3  # results, meters and ledger
     # A cashier may not power-protect: that tab is the control permission's.
     assert [tab.label for tab in at.tabs] == [
-        "Add meter", "Remove meter", "Old-meter transfer", "Close account",
+        "Add meter", "Remove meter", "Old-meter transfer", "Tenant kiosk", "Close account",
     ]
 
 
