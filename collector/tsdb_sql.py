@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import aliased
@@ -188,7 +189,9 @@ class SqlReadingStore:
                 grouped: dict[str, list[int]] = {value: [] for value in values}
                 for meter_id in batch:
                     grouped[places[meter_id]].append(meter_id)
-                query = _span_energy(batch, start_on, end_on, groups=list(grouped.values()))
+                query = _span_energy_by(
+                    list(grouped.values()), start_on, end_on, arrays=self._dialect == "postgresql"
+                )
                 for index, on, kwh in conn.execute(query):
                     key = (values[index], on)
                     result[key] = result.get(key, Decimal(0)) + kwh
@@ -410,19 +413,44 @@ def _count_energy(conn: Connection, meter_ids: Sequence[int], from_on: date) -> 
 
 
 def _span_energy(
-    meter_ids: Sequence[int],
-    start_on: date,
-    end_on: date,
-    *,
-    groups: Sequence[Sequence[int]] | None = None,
+    meter_ids: Sequence[int], start_on: date, end_on: date
 ) -> Select[int, date, Decimal]:
-    """Energy per meter and day (meter id, day, kWh) from the day spans; with `groups`, summed
-    per group and day (the group's index, day, kWh)."""
+    """Energy per meter and day (meter id, day, kWh) from the day spans."""
+    spans = ReadingDay
+    return select(spans.meter_id, spans.on_date, spans.energy_kwh).where(
+        spans.meter_id.in_(meter_ids), spans.on_date >= start_on, spans.on_date <= end_on
+    )
+
+
+def _span_energy_by(
+    groups: Sequence[Sequence[int]], start_on: date, end_on: date, *, arrays: bool
+) -> Select[int, date, Decimal]:
+    """Energy per group of meters and day (the group's index, day, kWh) from the day spans.
+
+    Many meters are read through the days' index (ix_ts_day_spans_on_date) rather than meter
+    by meter. With `arrays` (PostgreSQL) which group each meter is in comes as two arrays,
+    joined by hash; otherwise (SQLite) as a CASE of IN lists.
+    """
     spans = ReadingDay
     in_range: list[ColumnElement[bool]] = [spans.on_date >= start_on, spans.on_date <= end_on]
-    if groups is None:
-        return select(spans.meter_id, spans.on_date, spans.energy_kwh).where(
-            spans.meter_id.in_(meter_ids), *in_range
+    meter_ids = [meter_id for ids in groups for meter_id in ids]
+    if len(meter_ids) <= SPAN_BY_METER:
+        in_range.append(spans.meter_id.in_(meter_ids))
+    kwh = type_coerce(func.sum(spans.energy_kwh), Energy())
+    if arrays:
+        places = (
+            func.unnest(
+                literal(meter_ids, ARRAY(Integer)),
+                literal([index for index, ids in enumerate(groups) for _ in ids], ARRAY(Integer)),
+            )
+            .table_valued("meter_id", "place")
+            .render_derived()
+        )
+        return (
+            select(places.c.place, spans.on_date, kwh)
+            .join_from(spans, places, places.c.meter_id == spans.meter_id)
+            .where(*in_range)
+            .group_by(places.c.place, spans.on_date)
         )
     group: ColumnElement[int] = case(
         *[
@@ -430,10 +458,7 @@ def _span_energy(
             for index, ids in enumerate(groups)
         ]
     )
-    if len(meter_ids) <= SPAN_BY_METER:
-        in_range.append(spans.meter_id.in_(meter_ids))
-    # Grouped outside the subquery: PostgreSQL would not see two renderings of the CASE (with
-    # their own bind parameters) as the same GROUP BY expression. Meters in no group: NULL.
+    # Grouped in an outer query by the CASE's label; meters in no group are NULL there.
     days = select(group.label("place"), spans.on_date, spans.energy_kwh).where(*in_range).subquery()
     return (
         select(days.c.place, days.c.on_date, type_coerce(func.sum(days.c.energy_kwh), Energy()))
