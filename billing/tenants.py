@@ -194,7 +194,7 @@ def record_sign_out(session: Session, tenant: Tenant, *, now: datetime, reason: 
                     action="tenant.sign_out", target=tenant.number, reason=reason)
 
 
-def _own_account(session: Session, tenant: Tenant | None, account_id: int) -> Account:
+def own_account(session: Session, tenant: Tenant | None, account_id: int) -> Account:
     """The account, if it is the signed-in tenant's own and the session still holds."""
     if tenant is None or tenant.account_id != account_id:
         raise PermissionDenied("You can only see and act on your own account")
@@ -207,7 +207,7 @@ def _own_account(session: Session, tenant: Tenant | None, account_id: int) -> Ac
 def still_signed_in(session: Session, tenant: Tenant) -> bool:
     """Whether the session holds: the account is open and its PIN the one signed in with."""
     try:
-        _own_account(session, tenant, tenant.account_id)
+        own_account(session, tenant, tenant.account_id)
     except SignedOut:
         return False
     return True
@@ -242,7 +242,7 @@ def change_pin(
     check_pin_rules(new_pin)
     if new_pin == current_pin:
         raise BillingError("The new PIN must differ from the current one")
-    _own_account(session, tenant, tenant.account_id)
+    own_account(session, tenant, tenant.account_id)
     account = _locked_account(session, tenant.number)
     assert account is not None
     checked = _check_pin(session, account, current_pin, now=now, lock_after=lock_after,
@@ -450,7 +450,7 @@ def account_view(
     session: Session, *, tenant: Tenant | None, account_id: int, now: datetime, tz: ZoneInfo
 ) -> TenantView:
     """Everything the tenant's home page shows, for their own account only."""
-    account = _own_account(session, tenant, account_id)
+    account = own_account(session, tenant, account_id)
     today = now.astimezone(tz).date()
     first_shown = today - timedelta(days=DAYS_SHOWN - 1)
     month_start = today.replace(day=1)
@@ -500,7 +500,7 @@ def restore_power(
 ) -> Command:
     """The tenant closes a tripped meter of their own, where the operators allow it and the
     balance is above 0: a close command, audited in the tenant's name."""
-    _own_account(session, tenant, account_id)
+    own_account(session, tenant, account_id)
     assert tenant is not None
     account = ledger.lock_account(session, account_id)  # the balance as it stands now
     meter = next((m for m in control.account_meters(session, account.id) if m.id == meter_id),

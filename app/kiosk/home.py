@@ -8,6 +8,8 @@ within seconds without a touch.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
+from typing import TypedDict
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -21,16 +23,22 @@ from app.screens.accounts import (
     level_label,
     local_time,
     method_label,
+    money,
     show_table,
 )
 from billing import tenants
+from billing.errors import BillingError
 from billing.money import format_money
 from billing.tenants import RestoreRefused, SignedOut, Tenant, TenantView
+from payments import orders
 from schema.db import unit_of_work
 from voltpay.settings import get_settings
 
 LIVE_EVERY = timedelta(seconds=3)
 FLASH = "kiosk_home_flash"
+ORDER = "kiosk_order"  # the online recharge under way
+AMOUNT = "kiosk_pay_amount"
+PAY_ERROR = "kiosk_pay_error"
 
 # Streamlit executes this file afresh on every run of the page: register the strings once.
 if "kiosk.home.account" not in STRINGS["en"]:
@@ -59,6 +67,19 @@ if "kiosk.home.account" not in STRINGS["en"]:
             "kiosk.refusal.unknown": "This meter's state is not known yet.",
             "kiosk.refusal.pending": "Power is already being restored.",
             "kiosk.refusal.on": "",
+            "kiosk.pay.title": "Recharge online",
+            "kiosk.pay.amount": "Amount ({currency})",
+            "kiosk.pay.submit": "Recharge online",
+            "kiosk.pay.amount_needed": "Enter an amount, for example 100.",
+            "kiosk.pay.open": "Pay {amount} now",
+            "kiosk.pay.waiting": "Order {order_no}: waiting for your payment of {amount}. Your "
+            "balance updates here within seconds of paying.",
+            "kiosk.pay.paid": "Paid {amount}, thank you. New balance: {balance}.",
+            "kiosk.pay.closed": "Order {order_no} was not paid in time and is closed; start "
+            "a new one to recharge.",
+            "kiosk.pay.failed": "Order {order_no} was paid but could not be credited; the "
+            "management office will refund it.",
+            "kiosk.pay.new": "New recharge",
             "kiosk.home.today_kwh": "Today (kWh)",
             "kiosk.home.today_cost": "Today ({currency})",
             "kiosk.home.month_kwh": "This month (kWh)",
@@ -98,6 +119,17 @@ if "kiosk.home.account" not in STRINGS["en"]:
             "kiosk.refusal.unknown": "暂时无法获知该电表的状态。",
             "kiosk.refusal.pending": "正在恢复供电。",
             "kiosk.refusal.on": "",
+            "kiosk.pay.title": "在线充值",
+            "kiosk.pay.amount": "金额（{currency}）",
+            "kiosk.pay.submit": "在线充值",
+            "kiosk.pay.amount_needed": "请输入金额，例如 100。",
+            "kiosk.pay.open": "立即支付 {amount}",
+            "kiosk.pay.waiting": "订单 {order_no}：等待您支付 {amount}。"
+            "支付后数秒内余额即在此更新。",
+            "kiosk.pay.paid": "已支付 {amount}，谢谢。新余额：{balance}。",
+            "kiosk.pay.closed": "订单 {order_no} 未在规定时间内支付，已关闭；请重新发起充值。",
+            "kiosk.pay.failed": "订单 {order_no} 已支付但未能入账，物业管理处将为您退款。",
+            "kiosk.pay.new": "重新充值",
             "kiosk.home.today_kwh": "今日用电（kWh）",
             "kiosk.home.today_cost": "今日电费（{currency}）",
             "kiosk.home.month_kwh": "本月用电（kWh）",
@@ -142,6 +174,8 @@ def render() -> None:
     st.caption(t("kiosk.home.account", number=view.number,
                  units=", ".join(view.units) or t("kiosk.home.no_units")))
     _live(tenant)
+    if get_settings().pay_provider != "none":
+        _recharge_form(tenant)
     _usage(view)
     _recharges(view)
 
@@ -156,6 +190,7 @@ def _live(tenant: Tenant) -> None:
         st.rerun(scope="app")
         return
     _balance(view)
+    _order_state(view)
     _meters(tenant, view)
 
 
@@ -174,6 +209,75 @@ def _balance(view: TenantView) -> None:
         st.error(t("kiosk.home.arrears"))
     elif info.alarm_level in ("alarm1", "alarm2"):
         st.warning(t("kiosk.home.low"))
+
+
+class Order(TypedDict):
+    """A plain dict in session state: Streamlit re-executes this file, redefining its classes."""
+
+    order_no: str
+    amount: Decimal
+    pay_url: str
+
+
+def _start_order(tenant: Tenant) -> None:
+    amount = st.session_state.get(AMOUNT, "").strip()
+    if not amount:
+        st.session_state[PAY_ERROR] = t("kiosk.pay.amount_needed")
+        return
+    try:
+        with unit_of_work(get_settings().database_url) as session:
+            tenants.own_account(session, tenant, tenant.account_id)
+            order = orders.create_order(session, account_id=tenant.account_id, amount=amount,
+                                        now=kiosk.utcnow())
+            st.session_state[ORDER] = Order(order_no=order.order_no, amount=order.amount,
+                                            pay_url=order.pay_url)
+    except BillingError as exc:
+        st.session_state[PAY_ERROR] = str(exc)
+        return
+    st.session_state[AMOUNT] = ""
+
+
+def _new_order() -> None:
+    st.session_state.pop(ORDER, None)
+
+
+def _recharge_form(tenant: Tenant) -> None:
+    """Online recharge: an order toward the payment provider, paid at its page; the balance
+    above refreshes by itself, so the new balance shows as soon as the payment is credited."""
+    st.subheader(t("kiosk.pay.title"))
+    order: Order | None = st.session_state.get(ORDER)
+    if order is not None:
+        st.link_button(t("kiosk.pay.open", amount=money(order["amount"])), order["pay_url"],
+                       type="primary", icon=":material/qr_code:", use_container_width=True)
+        st.button(t("kiosk.pay.new"), key="kiosk_pay_new", on_click=_new_order,
+                  use_container_width=True)
+        return
+    with st.form("kiosk_pay_form", border=False):
+        st.text_input(t("kiosk.pay.amount", **headers()), key=AMOUNT, placeholder="100.00")
+        st.form_submit_button(t("kiosk.pay.submit"), type="primary", key="kiosk_pay_submit",
+                              on_click=_start_order, args=(tenant,), use_container_width=True)
+    error = st.session_state.pop(PAY_ERROR, None)
+    if error is not None:
+        st.error(error)
+
+
+def _order_state(view: TenantView) -> None:
+    """Where the tenant's online order stands, read again with the balance."""
+    order: Order | None = st.session_state.get(ORDER)
+    if order is None:
+        return
+    with unit_of_work(get_settings().database_url) as session:
+        found = orders.find_order(session, order["order_no"])
+        state = found.state if found is not None and found.account_id == view.account_id else ""
+    values = {"order_no": order["order_no"], "amount": money(order["amount"])}
+    if state == "paid":
+        st.success(t("kiosk.pay.paid", balance=money(view.balance.balance), **values))
+    elif state == "created":
+        st.info(t("kiosk.pay.waiting", **values))
+    elif state == "closed":
+        st.warning(t("kiosk.pay.closed", **values))
+    elif state == "failed":
+        st.error(t("kiosk.pay.failed", **values))
 
 
 def _restore(tenant: Tenant, meter_id: int, serial: str) -> None:

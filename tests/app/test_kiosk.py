@@ -4,6 +4,7 @@ operators allow it, the idle sign-out in kiosk mode, and Chinese."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,9 +16,19 @@ from streamlit.testing.v1 import AppTest
 from app.kiosk.session import utcnow
 from billing import control, tenants
 from billing.money import format_money
+from payments import orders
+from payments.config import (
+    MERCHANT_KEY,
+    SANDBOX_APP_ID,
+    configured_provider,
+    sandbox_keys,
+    sandbox_public_key,
+)
+from payments.sandbox import SandboxGateway
 from schema.db import unit_of_work
 from schema.models import Account, AuditEntry, Command, Operator
 from tests.app.support import TIMEOUT_S, Site
+from voltpay.settings import get_settings
 
 KIOSK_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "kiosk" / "main.py"
 PIN = "135790"
@@ -210,3 +221,53 @@ def test_restore_power_where_the_operators_allow_it(tripped: Site) -> None:
         assert (command.kind, command.state, command.reason) == (
             "close", "queued", "restored by tenant 10001"
         )
+
+
+@pytest.fixture
+def sandbox(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SandboxGateway]:
+    """The demo's payment sandbox on a free port, with the kiosk's settings pointing at it."""
+    directory = tmp_path / "pay-sandbox"
+    _, gateway_key = sandbox_keys(directory)
+    gateway = SandboxGateway(
+        gateway_key=gateway_key,
+        merchant_public_key=sandbox_public_key(directory, MERCHANT_KEY), app_id=SANDBOX_APP_ID,
+    ).start()
+    monkeypatch.setenv("PAY_PROVIDER", "sandbox")
+    monkeypatch.setenv("PAY_SANDBOX_DIR", str(directory))
+    monkeypatch.setenv("PAY_SANDBOX_PORT", str(gateway.port))
+    get_settings.cache_clear()
+    configured_provider.cache_clear()
+    yield gateway
+    gateway.stop()
+    configured_provider.cache_clear()
+
+
+def test_recharge_online_and_see_the_new_balance(site: Site, sandbox: SandboxGateway) -> None:
+    account = set_pin(site)
+    at = sign_in(open_kiosk(), "10001", PIN)
+    at.button(key="kiosk_pay_submit").click().run()
+    assert [e.value for e in at.error] == ["Enter an amount, for example 100."]
+
+    at.text_input(key="kiosk_pay_amount").input("88.50")
+    at.button(key="kiosk_pay_submit").click().run()
+
+    assert not at.error
+    (link,) = at.get("link_button")
+    assert link.proto.label == "Pay 88.50 CNY now"
+    order_no = link.proto.url.rsplit("/", 1)[-1]
+    assert (f"Order {order_no}: waiting for your payment of 88.50 CNY. Your balance updates "
+            "here within seconds of paying.") in [i.value for i in at.info]
+    sandbox.pay(order_no, notify=False)
+    # The API's notification or the poller credits the order; the poller here.
+    orders.poll_unpaid(site.url, configured_provider(), now=utcnow() + timedelta(minutes=2),
+                       policy=get_settings().billing_policy(), after=timedelta(0),
+                       give_up_after=timedelta(hours=1))
+    at.run()  # what the page's own refresh does
+
+    balance = account.balance + Decimal("88.50")
+    assert [s.value for s in at.success] == [
+        f"Paid 88.50 CNY, thank you. New balance: {format_money(balance)} CNY."
+    ]
+    assert {m.label: m.value for m in at.metric}["Balance (CNY)"] == format_money(balance)
