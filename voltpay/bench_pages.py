@@ -99,15 +99,14 @@ def build_site(url: str, now: datetime) -> Dataset:
       which every 100th is not opened yet; 9,405 open accounts, one meter each. A TOU + tiered
       default tariff. 40 meters and one gateway out of contact.
     - Readings (ts_readings): hourly (COLLECT_INTERVAL_S=3600) for the last 90 local days up to
-      now, 21.6 million rows; the 275 days before are in ts_daily, one row per meter and day, as
-      the archiving leaves them (2.75 million); the day spans the store keeps (ts_day_spans)
-      for all 365 days.
-    - Ledger: per open account a first sale at the year's start and one a month after, one
-      charge per meter and day, and hourly charges for the last 7 days (in production every
+      now, about 21.5 million rows; the 275 days before are in ts_daily, one row per meter and
+      day, as the archiving leaves them (2.75 million); the day spans the store keeps
+      (ts_day_spans) for all 365 days.
+    - Ledger: per open account a first sale at the year's start and one every 30 days after,
+      one charge per meter and day, and hourly charges for the last 7 days (in production every
       reading is charged: a year of hourly charges would be 83 million rows, too many to build
-      here; the pages that sum charges over a range read the per-day rollup, charge_daily,
-      which is built from them). Balances are the running sums; accounts that stopped buying
-      three months ago run into arrears, alarm levels follow.
+      here). Balances are the running sums; accounts that stopped buying three months ago run
+      into arrears, alarm levels follow.
     - charge_daily from the charges; an audit row per sale; alarms and trip commands for the
       accounts in arrears.
     """
@@ -140,7 +139,7 @@ def build_site(url: str, now: datetime) -> Dataset:
             " relay_closed)"
             f" SELECT m, t, {_energy(local_day, local_hour)},"
             f" {RATE} * {_shape(local_hour)}, 2200000 + (m * 7 + k) % 200 * 1000,"
-            f" {RATE} * {_shape(local_hour)} * 10000 / 220, true"
+            f" {RATE} * {_shape(local_hour)} * 1000 / 220, true"
             " FROM generate_series(1, :meters) AS m,"
             " LATERAL (SELECT :hot_at + k * interval '1 hour' AS t, k"
             "  FROM generate_series(0, (extract(epoch FROM :end_at - :hot_at) / 3600)::int) k) s"
