@@ -350,15 +350,31 @@ def add_operator(
         raise BillingError("A display name can have at most 100 characters")
     if session.get(Role, role) is None:
         raise BillingError(f"Unknown role {role!r}")
+    _assignable(role)
     return create_operator(session, username=name, password=password, role=role, now=now,
                            display_name=display, created_by=operator)
+
+
+# Built-in operators that are channels, not people (the online payment channel sells as
+# `online`): nobody manages them as a person, and their roles are given to nobody else.
+SYSTEM_OPERATORS = ("online",)
 
 
 def _target(session: Session, operator_id: int) -> Operator:
     target = session.get(Operator, operator_id)
     if target is None:
         raise NotFound("No such operator")
+    if target.username in SYSTEM_OPERATORS:
+        raise BillingError(
+            f"{target.username} is a built-in channel, not a person: it cannot be managed here "
+            "(change its role's permissions on the roles page)"
+        )
     return target
+
+
+def _assignable(role: str) -> None:
+    if role in SYSTEM_OPERATORS:
+        raise BillingError(f"The {role} role belongs to the built-in {role} channel")
 
 
 def set_active(
@@ -421,6 +437,7 @@ def change_role(
     new_role = session.get(Role, role)
     if new_role is None:
         raise BillingError(f"Unknown role {role!r}")
+    _assignable(role)
     if target.role == role:
         return target
     _check_someone_manages(session, operators={target.id: role})

@@ -37,8 +37,8 @@ from schema.models import Account, Operator, PaymentNotification, PaymentOrder, 
 
 log = logging.getLogger(__name__)
 
-ONLINE_USERNAME = "online"
-ONLINE_ROLE = "online"
+ONLINE_USERNAME = operators.SYSTEM_OPERATORS[0]
+ONLINE_ROLE = ONLINE_USERNAME
 # Not an argon2 hash, so no password ever matches it: nobody logs in as the online channel.
 NO_PASSWORD = "!"
 CENT = Decimal("0.01")

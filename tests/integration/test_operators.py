@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from billing import operators, oplog
 from billing.errors import BillingError, PermissionDenied
+from payments import orders
 from schema.db import unit_of_work
 from schema.models import AuditEntry, Operator, Role
 from tests.factories import T0, make_site
@@ -576,3 +577,20 @@ def test_the_operation_log_says_when_there_is_more_than_it_shows(db_url: str) ->
     assert capped.rows == every.rows[:2] and capped.more
     assert not exact.more
     assert every.rows[0].detail == "role=viewer"  # the last thing done: viewer created
+
+
+def test_the_online_channel_is_not_managed_as_a_person(db_url: str) -> None:
+    """Nobody can reset the online channel's password (and then log in as it), and its role
+    is given to nobody else."""
+    with unit_of_work(db_url) as s:
+        admin = make_site(s).admin
+        channel = orders.online_operator(s, now=T0)
+        with pytest.raises(BillingError, match="built-in channel"):
+            operators.reset_password(s, operator=admin, operator_id=channel.id,
+                                     password="a-new-password-1", now=T0)
+        with pytest.raises(BillingError, match="built-in channel"):
+            operators.change_role(s, operator=admin, operator_id=channel.id,
+                                  role="administrator", now=T0)
+        with pytest.raises(BillingError, match="belongs to the built-in online channel"):
+            operators.add_operator(s, operator=admin, username="li.na", display_name="Li Na",
+                                   role="online", password="a-new-password-1", now=T0)
