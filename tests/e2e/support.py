@@ -126,8 +126,9 @@ def running_system(tmp: Path) -> Iterator[System]:
     """`voltpay run` (demo site, simulator at ×3600, collector every second, dashboard) on a
     database in `tmp`, until the block ends."""
     database_url = f"sqlite:///{tmp / 'voltpay.db'}"
-    # Three simulated gateways, then the dashboard and the kiosk: never overlapping.
-    first = free_port_run(5)
+    # Three simulated gateways, the dashboard, the kiosk, the API and the payment sandbox:
+    # never overlapping.
+    first = free_port_run(7)
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
@@ -136,6 +137,9 @@ def running_system(tmp: Path) -> Iterator[System]:
         DEMO_FIRST_PORT=str(first),
         DASHBOARD_PORT=str(first + 3),
         KIOSK_PORT=str(first + 4),
+        API_PORT=str(first + 5),
+        PAY_SANDBOX_PORT=str(first + 6),
+        PAY_SANDBOX_DIR=str(tmp / "pay-sandbox"),
     )
     log = tmp / "voltpay-run.log"
     with log.open("wb") as out:
