@@ -237,21 +237,13 @@ def _start_order(tenant: Tenant) -> None:
     st.session_state[AMOUNT] = ""
 
 
-def _new_order() -> None:
-    st.session_state.pop(ORDER, None)
-
-
 def _recharge_form(tenant: Tenant) -> None:
-    """Online recharge: an order toward the payment provider, paid at its page; the balance
-    above refreshes by itself, so the new balance shows as soon as the payment is credited."""
-    st.subheader(t("kiosk.pay.title"))
-    order: Order | None = st.session_state.get(ORDER)
-    if order is not None:
-        st.link_button(t("kiosk.pay.open", amount=money(order["amount"])), order["pay_url"],
-                       type="primary", icon=":material/qr_code:", use_container_width=True)
-        st.button(t("kiosk.pay.new"), key="kiosk_pay_new", on_click=_new_order,
-                  use_container_width=True)
+    """Online recharge: an order toward the payment provider, paid at its page. The order then
+    shows with the balance, which refreshes by itself, so the new balance shows as soon as the
+    payment is credited."""
+    if ORDER in st.session_state:
         return
+    st.subheader(t("kiosk.pay.title"))
     with st.form("kiosk_pay_form", border=False):
         st.text_input(t("kiosk.pay.amount", **headers()), key=AMOUNT, placeholder="100.00")
         st.form_submit_button(t("kiosk.pay.submit"), type="primary", key="kiosk_pay_submit",
@@ -274,10 +266,15 @@ def _order_state(view: TenantView) -> None:
         st.success(t("kiosk.pay.paid", balance=money(view.balance.balance), **values))
     elif state == "created":
         st.info(t("kiosk.pay.waiting", **values))
+        st.link_button(t("kiosk.pay.open", amount=values["amount"]), order["pay_url"],
+                       type="primary", icon=":material/qr_code:", use_container_width=True)
     elif state == "closed":
         st.warning(t("kiosk.pay.closed", **values))
     elif state == "failed":
         st.error(t("kiosk.pay.failed", **values))
+    if st.button(t("kiosk.pay.new"), key="kiosk_pay_new", use_container_width=True):
+        st.session_state.pop(ORDER, None)
+        st.rerun(scope="app")  # the amount form is outside this refreshing part
 
 
 def _restore(tenant: Tenant, meter_id: int, serial: str) -> None:

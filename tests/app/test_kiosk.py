@@ -271,3 +271,7 @@ def test_recharge_online_and_see_the_new_balance(site: Site, sandbox: SandboxGat
         f"Paid 88.50 CNY, thank you. New balance: {format_money(balance)} CNY."
     ]
     assert {m.label: m.value for m in at.metric}["Balance (CNY)"] == format_money(balance)
+    assert not at.get("link_button")
+    at.button(key="kiosk_pay_new").click().run()
+    assert not at.success
+    assert at.text_input(key="kiosk_pay_amount").value == ""

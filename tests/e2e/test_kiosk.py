@@ -17,7 +17,7 @@ from sqlalchemy import select
 from billing import accounts
 from billing.policy import BillingPolicy
 from schema.db import unit_of_work
-from schema.models import Meter, Operator, Unit
+from schema.models import LedgerEntry, Meter, Operator, Unit
 from tests.e2e.support import UI_TIMEOUT_MS, System, metric, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -50,6 +50,16 @@ def open_account_with_pin(system: System) -> None:
             now=datetime.now(UTC), policy=BillingPolicy(), meter_ids=[meter.id],
             first_sale_amount="120.00", pin=PIN,
         )
+
+
+def balances_since(system: System, entry: LedgerEntry) -> set[Decimal]:
+    """The account's balances from `entry` on, as the page shows them (2 places)."""
+    with unit_of_work(system.database_url) as session:
+        return {
+            after.quantize(Decimal("0.01"))
+            for after in session.scalars(select(LedgerEntry.balance_after).where(
+                LedgerEntry.account_id == entry.account_id, LedgerEntry.id >= entry.id))
+        }
 
 
 def sign_in(page: Page, system: System, pin: str) -> None:
@@ -93,7 +103,12 @@ def test_a_tenant_signs_in_on_a_phone_pays_and_sees_the_new_balance(
     expect(pay_page.locator("#paid")).to_be_visible()
     paid = phone.get_by_text(re.compile(r"^Paid 50\.00 CNY, thank you\. New balance: "))
     expect(paid).to_be_visible(timeout=15_000)
-    assert Decimal(balance.inner_text()) > before + Decimal("40")  # 50 less what it used since
+    shown = Decimal(balance.inner_text())
+    (sale,) = [e for e in system.sale_entries("30001") if e.payment_method == "online"]
+    assert sale.amount == Decimal("50.00")
+    # What the page shows is the balance after the payment (less what was used since).
+    assert shown > before
+    assert shown in balances_since(system, sale)
     shot(phone, "kiosk-phone-paid", paid)
 
     phone.get_by_role("button", name="Sign out").click()
