@@ -32,6 +32,8 @@ from schema.models import (
     Operator,
 )
 
+TENANT_LANGUAGES = ("zh", "en")  # what tenants are told in (messages, the kiosk)
+
 
 @dataclass(frozen=True)
 class FirstSale:
@@ -55,11 +57,14 @@ def open_account(
     first_sale: FirstSale | None = None,
     form_key: str = "",
     pin: str = "",
+    language: str = "zh",
 ) -> Account:
     """开户. `form_key` (the key of the form that asked) is kept in the audit row, so that
     open_account_once can tell the same form posted again. `pin`, when given, lets the tenant
-    sign in at the kiosk."""
+    sign in at the kiosk. `language` is the tenant's: messages and the kiosk use it."""
     operators.require(operator, "accounts")
+    if language not in TENANT_LANGUAGES:
+        raise BillingError(f"The tenant's language must be one of {', '.join(TENANT_LANGUAGES)}")
     number, tenant_name = number.strip(), tenant_name.strip()
     if not number:
         raise BillingError("Account number is required")
@@ -71,6 +76,7 @@ def open_account(
     account = Account(
         number=number, tenant_name=tenant_name, phone=phone.strip(), id_number=id_number.strip(),
         notes=notes.strip(), opened_at=now, balance=Decimal(0), pin_hash=pin_hash,
+        language=language,
     )
     session.add(account)
     session.flush()
@@ -125,6 +131,7 @@ def open_account_once(
     first_sale_amount: object | None = None,
     payment_method: str = "cash",
     pin: str = "",
+    language: str = "zh",
 ) -> OpeningResult:
     """开户 from a form drawn with `form_key`, with an optional first sale: posting the same
     form again (a double click, a resent request) returns what the first post did."""
@@ -152,6 +159,7 @@ def open_account_once(
                 session, number=number, tenant_name=tenant_name, operator=operator, now=now,
                 policy=policy, phone=phone, id_number=id_number, notes=notes,
                 meter_ids=meter_ids, first_sale=first_sale, form_key=form_key, pin=pin,
+                language=language,
             )
     except IntegrityError:
         if (repeated := earlier()) is not None:

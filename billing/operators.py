@@ -118,7 +118,7 @@ def ensure_admin(session: Session, *, password: str, now: datetime) -> str | Non
             display_name="Administrator",
         )
         return None if password else generated
-    if password and not _matches(admin.password_hash, password):
+    if password and not verify_password(admin.password_hash, password):
         admin.password_hash = hash_password(password)
         audit.record(session, at=now, operator=None, action="operator.reset_password",
                      target=ADMIN_USERNAME, source="VOLTPAY_ADMIN_PASSWORD")
@@ -127,7 +127,8 @@ def ensure_admin(session: Session, *, password: str, now: datetime) -> str | Non
     return None
 
 
-def _matches(password_hash: str | None, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether the password (or a tenant's PIN) matches the argon2 hash; never for no hash."""
     if not password_hash:
         return False
     try:
@@ -172,7 +173,7 @@ def attempt_login(
             _failed(session, name, now=now, reason="locked")
             return LoginAttempt("locked", locked_until=operator.locked_until)
         _unlock(session, operator, now=now, by=None, reason="lock expired")
-    if not _matches(operator.password_hash, password):
+    if not verify_password(operator.password_hash, password):
         operator.failed_attempts += 1
         _failed(session, name, now=now, reason="wrong password", attempt=operator.failed_attempts)
         if operator.failed_attempts >= lock_after:
@@ -247,12 +248,12 @@ def change_password(
     """An operator changes their own password: the current one proves it is them."""
     require(operator, SIGNED_IN)
     assert operator is not None
-    if not _matches(operator.password_hash, current_password):
+    if not verify_password(operator.password_hash, current_password):
         raise BillingError("The current password is wrong")
     check_password_rules(new_password)
     if new_password == current_password:
         raise BillingError("The new password must differ from the current one")
-    if _matches(operator.previous_password_hash, new_password):
+    if verify_password(operator.previous_password_hash, new_password):
         raise BillingError("The new password must differ from the previous one")
     operator.previous_password_hash = operator.password_hash
     operator.password_hash = hash_password(new_password)

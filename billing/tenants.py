@@ -85,10 +85,6 @@ def hash_pin(pin: str) -> str:
     return operators.hash_password(pin)
 
 
-def _matches(pin_hash: str | None, pin: str) -> bool:
-    return operators._matches(pin_hash, pin)
-
-
 @dataclass(frozen=True)
 class Tenant:
     """Who signed in at the kiosk: one account, as long as its PIN stays the one used."""
@@ -97,11 +93,13 @@ class Tenant:
     number: str
     name: str
     pin_hash: str
+    language: str = "zh"  # the account's: the kiosk opens in it
 
 
 def _tenant(account: Account) -> Tenant:
     assert account.pin_hash is not None
-    return Tenant(account.id, account.number, account.tenant_name, account.pin_hash)
+    return Tenant(account.id, account.number, account.tenant_name, account.pin_hash,
+                  account.language)
 
 
 # --- signing in -------------------------------------------------------------------------------
@@ -137,7 +135,7 @@ def _check_pin(
             return "locked"
         account.pin_locked_until = None
         account.pin_failed_attempts = 0
-    if _matches(account.pin_hash, pin):
+    if operators.verify_password(account.pin_hash, pin):
         account.pin_failed_attempts = 0
         return "ok"
     account.pin_failed_attempts += 1

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 from sqlalchemy.orm import Session
 
+from app.i18n import apply_language
 from billing import tenants
 from billing.tenants import Tenant
 from schema.db import unit_of_work
@@ -57,6 +58,7 @@ def idle_too_long(now: datetime) -> bool:
 
 
 def sign_in(tenant: Tenant) -> None:
+    apply_language(tenant.language)  # the account's language, until the tenant switches
     st.session_state[TENANT] = tenant
     st.session_state[LAST_ACTIVITY] = utcnow()
     st.session_state.pop(SIGN_OUT_REASON, None)

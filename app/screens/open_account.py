@@ -15,6 +15,7 @@ from app.nav import Screen
 from app.screens.accounts import meter_label, method_label, money, receipt_button
 from billing import account_views as views
 from billing import accounts, sales, tenants
+from billing.accounts import TENANT_LANGUAGES
 from billing.errors import BillingError
 from billing.operators import can
 from schema.db import unit_of_work
@@ -25,7 +26,8 @@ RESULT = "open_account_result"
 FIELDS = ("open_account_number", "open_account_tenant", "open_account_phone",
           "open_account_id_number", "open_account_notes", "open_account_meters",
           "open_account_amount", "open_account_method", "open_account_pin",
-          "open_account_pin_confirm")
+          "open_account_pin_confirm", "open_account_language")
+LANGUAGE_NAMES = {"zh": "中文", "en": "English"}
 
 
 class Opened(TypedDict):
@@ -61,6 +63,8 @@ TEXT = {
         "open_account.no_free_meters": "Every meter belongs to an account: open the account "
         "without one and add it later, or add meters in settings.",
         "open_account.pin": "Kiosk PIN (6 digits, optional)",
+        "open_account.language": "Tenant's language",
+        "open_account.language_help": "Text messages and the kiosk speak to the tenant in it.",
         "open_account.pin_confirm": "Kiosk PIN again",
         "open_account.pin_help": "The tenant signs in to the kiosk and phone pages with the "
         "account number and this PIN. Leave blank to set it later.",
@@ -92,6 +96,8 @@ TEXT = {
         "open_account.no_free_meters": "所有电表都已归属账户：可先开户、以后再添加电表，"
         "或在系统设置中添加电表。",
         "open_account.pin": "自助终端密码（6 位数字，可选）",
+        "open_account.language": "租户语言",
+        "open_account.language_help": "短信通知和自助终端使用该语言。",
         "open_account.pin_confirm": "再次输入自助终端密码",
         "open_account.pin_help": "租户用账户号和此密码登录自助终端和手机页面。可留空，以后再设置。",
         "open_account.pin_rules": "自助终端密码为 6 位数字。",
@@ -140,6 +146,11 @@ def _form(free: list[views.MeterChoice], suggested: str, *, may_sell: bool) -> N
         phone = left.text_input(t("open_account.phone"), key="open_account_phone")
         id_number = right.text_input(t("open_account.id_number"), key="open_account_id_number")
         notes = st.text_area(t("open_account.notes"), key="open_account_notes", height=68)
+        language = st.radio(
+            t("open_account.language"), TENANT_LANGUAGES, horizontal=True,
+            format_func=lambda code: LANGUAGE_NAMES[code], key="open_account_language",
+            help=t("open_account.language_help"),
+        )
         meter_ids = st.multiselect(
             t("open_account.meters"), list(choices), format_func=choices.__getitem__,
             placeholder=t("open_account.meters_placeholder"), key="open_account_meters",
@@ -178,7 +189,7 @@ def _form(free: list[views.MeterChoice], suggested: str, *, may_sell: bool) -> N
                 session, form_key=idempotency_key, number=number, tenant_name=tenant,
                 phone=phone, id_number=id_number, notes=notes, meter_ids=meter_ids,
                 first_sale_amount=amount if amount.strip() else None, payment_method=method,
-                pin=pin,
+                pin=pin, language=language,
                 operator=auth.current_operator(session), now=auth.utcnow(),
                 policy=auth.policy(session),
             )

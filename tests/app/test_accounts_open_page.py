@@ -134,6 +134,16 @@ def test_open_another_account_draws_a_fresh_form(site: Site) -> None:
     assert at.text_input(key="open_account_tenant").value == ""
 
 
+def test_the_tenants_language_is_kept_for_messages_and_the_kiosk(site: Site) -> None:
+    at = on_open_page(site)
+    assert at.radio(key="open_account_language").value == "zh"  # the default
+    at.radio(key="open_account_language").set_value("en")
+    fill_in(at, number="10049", tenant="Corner Café")
+    with unit_of_work(site.url) as session:
+        account = session.scalars(select(Account).where(Account.number == "10049")).one()
+        assert account.language == "en"
+
+
 @pytest.mark.parametrize(
     ("number", "tenant", "amount", "message"),
     [

@@ -34,9 +34,13 @@ KIOSK_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "kiosk" / "main.py"
 PIN = "135790"
 
 
-def set_pin(site: Site, number: str = "10001", pin: str = PIN) -> Account:
+def set_pin(
+    site: Site, number: str = "10001", pin: str = PIN, language: str = "en"
+) -> Account:
+    """The account's kiosk PIN, and its language (the kiosk opens in it)."""
     with unit_of_work(site.url) as session:
         account = session.scalars(select(Account).where(Account.number == number)).one()
+        account.language = language
         admin = session.get_one(Operator, site.operator_ids["admin"])
         tenants.set_pin(session, operator=admin, account_id=account.id, pin=pin, now=utcnow())
         return account
@@ -146,7 +150,7 @@ def test_an_operator_resetting_the_pin_ends_the_session(site: Site) -> None:
 
 
 def test_in_chinese(site: Site) -> None:
-    set_pin(site)
+    set_pin(site, language="zh")
     at = open_kiosk()
     at.radio(key="lang").set_value("zh").run()
     assert at.title[0].value == "电费账户自助查询"
@@ -156,6 +160,15 @@ def test_in_chinese(site: Site) -> None:
     sign_in(at, "10001", PIN)
     assert "余额（CNY）" in [m.label for m in at.metric]
     assert at.subheader[0].value == "电表"
+
+
+def test_the_kiosk_opens_in_the_accounts_language(site: Site) -> None:
+    """The sign-in page is in the kiosk's language; once signed in, the account's own."""
+    set_pin(site, language="zh")
+    at = sign_in(open_kiosk(), "10001", PIN)
+    assert "余额（CNY）" in [m.label for m in at.metric]
+    at.radio(key="lang").set_value("en").run()  # the tenant may still switch
+    assert "Balance (CNY)" in [m.label for m in at.metric]
 
 
 def change_pin(at: AppTest, current: str, new: str, confirm: str) -> AppTest:

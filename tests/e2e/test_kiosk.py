@@ -48,7 +48,7 @@ def open_account_with_pin(system: System) -> None:
         accounts.open_account_once(
             session, form_key="e2e-kiosk", number="30001", tenant_name=TENANT, operator=admin,
             now=datetime.now(UTC), policy=BillingPolicy(), meter_ids=[meter.id],
-            first_sale_amount="120.00", pin=PIN,
+            first_sale_amount="120.00", pin=PIN, language="en",
         )
 
 
