@@ -17,6 +17,7 @@ database as a new session's first look at the page does.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -432,13 +433,13 @@ def _open(admin_id: int) -> object:
 def render_times(admin_id: int, today: date) -> dict[str, float]:
     """Seconds of each page's first render in a new administrator session, by page module."""
     import streamlit as st
-    from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
 
     from app.nav import screens
 
-    # Clearing the caches outside a script run warns that there is no script run; it is meant.
-    set_log_level("error")
+    # Session state set and caches cleared between runs, as here, warn that no script is
+    # running, each time; it is meant.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").disabled = True
 
     pages = [screen.module for screen in screens()]
 
