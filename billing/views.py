@@ -56,9 +56,15 @@ class MeterStatus:
 
 
 def meter_status(session: Session) -> list[MeterStatus]:
+    # Columns, not entities: at 10,000 meters building ORM objects took most of the time.
     active = aliased(AccountMeter)
     rows = session.execute(
-        select(Meter, Unit.number, Building.name, Floor.name, Gateway.name, Account)
+        select(
+            Meter.id, Meter.serial, Unit.number, Building.name, Floor.name, Gateway.name,
+            Account.id, Account.number, Account.tenant_name, Account.balance, Meter.relay,
+            Meter.power_protect, Meter.last_power_kw, Meter.last_energy_kwh,
+            Meter.last_reading_at, Meter.lost_since,
+        )
         .join(Gateway, Gateway.id == Meter.gateway_id)
         .outerjoin(Unit, Unit.id == Meter.unit_id)
         .outerjoin(Floor, Floor.id == Unit.floor_id)
@@ -67,26 +73,30 @@ def meter_status(session: Session) -> list[MeterStatus]:
         .outerjoin(Account, Account.id == active.account_id)
         .order_by(Building.code, Floor.level, Unit.number, Meter.serial)
     ).all()
+    cent = Decimal("0.01")
     return [
         MeterStatus(
-            meter_id=meter.id,
-            meter=meter.serial,
+            meter_id=meter_id,
+            meter=serial,
             unit=unit,
             building=building,
             floor=floor,
             gateway=gateway,
-            account_id=account.id if account else None,
-            account=account.number if account else None,
-            tenant=account.tenant_name if account else None,
-            balance=account.balance.quantize(Decimal("0.01")) if account else None,
-            relay=meter.relay,
-            power_protect=meter.power_protect,
-            power_kw=meter.last_power_kw,
-            energy_kwh=meter.last_energy_kwh,
-            last_reading_at=meter.last_reading_at,
-            lost_since=meter.lost_since,
+            account_id=account_id,
+            account=number,
+            tenant=tenant,
+            balance=balance.quantize(cent) if balance is not None else None,
+            relay=relay,
+            power_protect=protect,
+            power_kw=power_kw,
+            energy_kwh=energy_kwh,
+            last_reading_at=last_reading_at,
+            lost_since=lost_since,
         )
-        for meter, unit, building, floor, gateway, account in rows
+        for (
+            meter_id, serial, unit, building, floor, gateway, account_id, number, tenant,
+            balance, relay, protect, power_kw, energy_kwh, last_reading_at, lost_since,
+        ) in rows
     ]
 
 
