@@ -9,14 +9,12 @@ of lost gateways and failed commands — by SMS (a GSM modem or an HTTP SMS serv
 - `notify.sender`: the loop that delivers (`voltpay notify`), with retries, back-off, quiet
   hours, and every attempt recorded.
 
-Delivery is at-least-once across a crash, exactly once otherwise. A message is marked
-`sending` in a committed transaction before it is handed to a channel, and its outcome is
-committed after; a channel error means the message did not go and it is retried with back-off.
-If the sender dies between handing a message over and committing the outcome, the message stays
-`sending`; when that claim lapses (NOTIFY_SENDING_TIMEOUT_S) it is treated as possibly sent —
-an attempt with an unknown outcome is recorded — and sent again. We chose this over at-most-once
-(giving such a message up as failed) because a tenant who never hears of arrears loses power
-unwarned, while a duplicate in that rare window costs one SMS. The same holds for a modem that
-times out after it was given the message, and for a long message whose later part fails (its
-earlier parts go again on the retry).
+A message is never sent twice by the sender itself. It is marked `sending` in a committed
+transaction before it is handed to a channel, and its outcome is committed after; a channel
+error means the message did not go, and it is retried with back-off. If the sender dies between
+handing a message over and committing the outcome, the message stays `sending`; when that claim
+lapses (NOTIFY_SENDING_TIMEOUT_S) nobody can know whether it went, so it is given up as failed
+with that reason, and the dashboard's Messages page reports it for an operator to check and
+send again. (A modem that times out after it was given the text, or a long message whose later
+part fails, is retried: the channel cannot tell those apart from a message that never went.)
 """

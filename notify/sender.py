@@ -38,7 +38,7 @@ class RetryPolicy:
     max_attempts: int = 8
     first_retry: timedelta = timedelta(seconds=30)
     max_retry: timedelta = timedelta(hours=1)
-    # A message `sending` for this long: its sender died mid-send; try again.
+    # A message `sending` for this long: its sender died mid-send; it is given up as failed.
     sending_timeout: timedelta = timedelta(minutes=10)
 
     def delay(self, attempts: int) -> timedelta:
@@ -134,12 +134,11 @@ class Sender:
                 .with_for_update(skip_locked=True)
             ).all()
             for message in lapsed:
-                error = ("the sender stopped while sending; the message may have gone out, "
-                         "sending it again")
+                error = ("the sender stopped while sending: the message may or may not have "
+                         "gone out; check with the recipient and send it again if it did not")
                 session.add(DeliveryAttempt(message_id=message.id, channel="unknown", at=now,
                                             ok=False, reply=error))
-                log.warning("message %d: %s", message.id, error)
-                self._after_failure(message, error, now)
+                self._fail(message, error)
 
     def _claim(self, now: datetime) -> list[Claimed]:
         due = (
