@@ -63,6 +63,7 @@ from zoneinfo import ZoneInfo
 from billing.errors import BillingError
 
 BANDS = ("sharp", "peak", "flat", "valley", "deep_valley")
+CUT_CACHE_SIZE = 4096  # intervals whose pieces a schedule keeps
 KINDS = ("flat", "tou", "tiered", "tou_tiered")
 TIER_PERIODS = ("month", "year")
 REGISTER_TOLERANCE_KWH = Decimal("0.0001")
@@ -548,6 +549,8 @@ class TariffSchedule:
         # thousand meters works them out once per version and day.
         self._spans: dict[tuple[int, date], list[tuple[datetime, datetime, str]]] = {}
         self._midnights: dict[date, datetime] = {}
+        # Likewise an interval's pieces: a collection cycle reads every meter at one instant.
+        self._cut: dict[tuple[datetime, datetime, bool], tuple[list[_Piece], list[int]]] = {}
 
     # -- the calendar --------------------------------------------------------------------------
     def _index_at(self, at: datetime) -> int:
@@ -650,6 +653,18 @@ class TariffSchedule:
                 on += _ONE_DAY
         return pieces
 
+    def _cut_interval(
+        self, start: datetime, end: datetime, *, by_band: bool
+    ) -> tuple[list[_Piece], list[int]]:
+        """_pieces of the interval and their lengths in microseconds, worked out once."""
+        key = (start, end, by_band)
+        if (cut := self._cut.get(key)) is None:
+            if len(self._cut) >= CUT_CACHE_SIZE:
+                self._cut.clear()
+            pieces = self._pieces(start, end, by_band=by_band)
+            cut = self._cut[key] = (pieces, [_microseconds(p.end - p.start) for p in pieces])
+        return cut
+
     # -- pricing -------------------------------------------------------------------------------
     def price_interval(
         self,
@@ -680,8 +695,7 @@ class TariffSchedule:
                 f"{energy_kwh} kWh in an interval with no length (at {start.isoformat()})"
             )
         registers = self._registers(band_energy_kwh, energy_kwh)
-        pieces = self._pieces(start, end, by_band=registers is None)
-        durations = [_microseconds(p.end - p.start) for p in pieces]
+        pieces, durations = self._cut_interval(start, end, by_band=registers is None)
         energies: list[dict[str | None, Decimal]]
         if registers is None:
             shares = _share(energy_kwh, durations)

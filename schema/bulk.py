@@ -147,6 +147,8 @@ def among(
 def _array_literal(values: Sequence[Any]) -> str:
     """A PostgreSQL array literal, `{1,NULL,"text"}`: built by str.join it costs a fraction of
     adapting ten thousand parameters one by one."""
+    if all(type(value) is int for value in values):  # most columns: ids, scaled amounts
+        return "{" + ",".join(map(str, values)) + "}"
     return "{" + ",".join(map(_element, values)) + "}"
 
 
