@@ -108,7 +108,8 @@ def build_site(url: str, now: datetime) -> Dataset:
       reading is charged: a year of hourly charges would be 83 million rows, too many to build
       here). Balances are the running sums; accounts that stopped buying three months ago run
       into arrears, alarm levels follow.
-    - charge_daily from the charges; an audit row per sale; alarms and trip commands for the
+    - charge_daily from the charges, each meter-day in four tariff bands as a TOU site has them;
+      an audit row per sale; alarms and trip commands for the
       accounts in arrears.
     """
     started = time.perf_counter()
@@ -366,11 +367,16 @@ def _after_ledger(conn: Connection, params: dict[str, object], end_at: datetime)
         " to_char((:end_at AT TIME ZONE 'UTC') AT TIME ZONE :tz, 'YYYY-MM'), 0, 0, 0"
         " FROM account_meters am JOIN meters m ON m.id = am.meter_id"
     ), params)
+    # A time-of-use site: each meter-day's charges in four bands (sharp 1, peak 3, flat 2 and
+    # valley 4 tenths), four rows a meter and day as billing writes them.
     conn.execute(text(
         "INSERT INTO charge_daily (meter_id, on_date, band, energy_kwh, cost)"
-        " SELECT meter_id, ((effective_at AT TIME ZONE 'UTC') AT TIME ZONE :tz)::date, '',"
-        " sum(energy_kwh) * 1000000, -sum(amount) * 1000000 FROM ledger_entries"
-        " WHERE kind = 'charge' GROUP BY 1, 2"
+        " SELECT c.meter_id, c.on_date, b.band, c.energy * b.tenths / 10, c.cost * b.tenths / 10"
+        " FROM (SELECT meter_id, ((effective_at AT TIME ZONE 'UTC') AT TIME ZONE :tz)::date"
+        "  AS on_date, sum(energy_kwh) * 1000000 AS energy, -sum(amount) * 1000000 AS cost"
+        "  FROM ledger_entries WHERE kind = 'charge' GROUP BY 1, 2) c"
+        " CROSS JOIN (VALUES ('sharp', 1), ('peak', 3), ('flat', 2), ('valley', 4))"
+        "  AS b(band, tenths)"
     ), params)
     conn.execute(text(
         "INSERT INTO audit_log (at, operator_id, actor, action, target, detail)"
