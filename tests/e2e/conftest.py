@@ -27,8 +27,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module. Not for the whole session: Playwright's sync API keeps an
+    event loop running in the main thread while it is open, and every later test that calls
+    asyncio.run (the collector, the simulator) would fail."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: run `make test`, which installs the Debian chromium package "

@@ -475,6 +475,7 @@ def test_saved_parameters_override_the_settings_and_reach_billing(url: str) -> N
             POLICY, overload_kw=Decimal("45.500"), alarm1_amount=Decimal("80.00"),
             alarm2_amount=Decimal("30.00"), hoarding_limit=Decimal("20000.00"),
             max_sale_amount=Decimal("5000.00"),
+            alert_recipients=("+8613800000000",),  # the alarm SMS number gets operator alerts
         )
         row = s.get_one(SiteParameter, "alarm_sms_number")
         assert (row.value, row.updated_by) == ("+8613800000000", admin(s).id)
