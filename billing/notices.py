@@ -39,15 +39,10 @@ def balance_levels(
     one statement for the batch; each tenant is told of the level the account is at, unless
     told already."""
     risen = [
-        outbox.level_key(account.id, level)
+        key
         for account, before in changes
         if RANK[account.alarm_level] < RANK[before]
-        for level in outbox.LEVELS[RANK[account.alarm_level]:]
-    ]
-    risen += [
-        outbox.trip_key(account.id)
-        for account, before in changes
-        if before == "arrears" and account.alarm_level != "arrears"
+        for key in outbox.level_keys_above(account.id, account.alarm_level)
     ]
     if risen:
         outbox.clear(session, dedupe_keys=risen, now=now)

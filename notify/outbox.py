@@ -157,13 +157,19 @@ def clear(session: Session, *, dedupe_keys: list[str], now: datetime) -> int:
 def clear_levels_above(session: Session, *, account_id: int, level: str, now: datetime) -> int:
     """An account's balance is now at `level` (normal, alarm1, alarm2, arrears): every more
     severe level has cleared, and with arrears the trip notice."""
+    return clear(session, dedupe_keys=level_keys_above(account_id, level), now=now)
+
+
+def level_keys_above(account_id: int, level: str) -> list[str]:
+    """The keys of the balance levels more severe than `level`, and with arrears the trip
+    notice: what an account that rose to `level` has cleared."""
     if level != "normal" and level not in LEVELS:
         raise ValueError(f"unknown balance level {level!r}")
     above = LEVELS[LEVELS.index(level) + 1:] if level in LEVELS else LEVELS
     keys = [level_key(account_id, name) for name in above]
     if "arrears" in above:
         keys.append(trip_key(account_id))
-    return clear(session, dedupe_keys=keys, now=now)
+    return keys
 
 
 def failed_messages(
